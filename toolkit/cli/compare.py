@@ -1,0 +1,29 @@
+import json
+
+import click
+
+from toolkit.cli.common import SIZE, console, library_errors
+
+
+@click.command()
+@click.option("--size", type=SIZE, default="64M", show_default=True, help="Size of the System V and POSIX regions (K, M, G or bytes).")
+@click.option("--peers", type=int, default=4, show_default=True, help="Number of peer processes (at least 2).")
+@click.option("--library", metavar="PATH", default=None, help="Shared library for the implicit columns (default: this process's libc).")
+@click.option("--repeat", type=int, default=5, show_default=True, help="Repetitions of each setup phase (median reported).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@library_errors
+def compare(size, peers, library, repeat, as_json):
+    """System V, POSIX and a shared library side by side: visibility, setup cost, footprint."""
+    from toolkit.measure.compare import run_compare
+    from toolkit.report import compare as report
+
+    if repeat < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--repeat")
+    err = console(stderr=True)
+    if as_json:
+        result = run_compare(size, peers, library, repeat)
+        click.echo(json.dumps(report.to_json(result), indent=2))
+    else:
+        with err.status("measuring") as status:
+            result = run_compare(size, peers, library, repeat, progress=lambda m: status.update(m))
+        report.render(result, console())

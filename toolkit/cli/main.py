@@ -1,0 +1,46 @@
+"""The shmkit command: parse, call the library, render, exit codes. Commands import lazily."""
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+
+import click
+
+# command name -> module:function; a command imports only its own module
+COMMANDS = {
+    "compare": "toolkit.cli.compare:compare",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def _terminate(signum, frame):
+    # turn SIGTERM/SIGHUP into an exception so every `finally` removes what we made
+    raise SystemExit(128 + signum)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shmkit")
+def cli():
+    """See and measure shared memory: System V, POSIX, and a shared library's pages."""
+
+
+def main(argv=None):
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    try:
+        cli.main(args=argv, prog_name="shmkit", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("shmkit: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,41 @@
+"""A narrow error hierarchy; the CLI turns each into one line and a non-zero exit."""
+
+
+class ShmkitError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class BadInput(ShmkitError):
+    """An argument the user gave cannot be used (size, count, name)."""
+
+
+class LimitExceeded(BadInput):
+    """A size past shmmax, shmall, /dev/shm space or available memory."""
+
+
+class NotFound(ShmkitError):
+    """A named library, object or file does not exist."""
+
+
+class NotELF(ShmkitError):
+    """A file is not an ELF object, or is truncated."""
+
+
+class NoSuchProcess(ShmkitError):
+    """A process vanished (or never existed) while we read its /proc entries."""
+
+    def __init__(self, pid, msg=None):
+        self.pid = pid
+        super().__init__(msg or f"process {pid} does not exist (it may have exited)")
+
+
+class AccessDenied(ShmkitError):
+    """The kernel refused to let us read or attach something."""
+
+    def __init__(self, what, msg=None):
+        self.what = what
+        super().__init__(msg or f"permission denied: {what}")
+
+
+class PeerFailed(ShmkitError):
+    """A peer process died or answered with an error."""

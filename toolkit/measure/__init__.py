@@ -1,0 +1,1 @@
+"""Measurements: peers, visibility, setup cost, footprint. Plain records out."""

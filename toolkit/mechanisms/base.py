@@ -1,0 +1,97 @@
+"""What every mechanism offers: create (owner), attach by handle (any process), detach, destroy."""
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class Handle:
+    """How another process finds an object: JSON-able, so it can be sent to a peer."""
+
+    mechanism: str
+    size: int
+    key: Optional[int] = None  # System V
+    shmid: Optional[int] = None  # System V
+    name: Optional[str] = None  # POSIX, '/shmkit-...'
+    path: Optional[str] = None  # shared library
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Handle":
+        return cls(**d)
+
+
+@dataclass
+class Attachment:
+    """A region mapped into this process."""
+
+    handle: Handle
+    addr: int
+    length: int
+    obj: Any = field(default=None, repr=False)
+    extra: dict = field(default_factory=dict)
+
+
+def owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def mode_string(mode: int) -> str:
+    return f"{stat.S_IMODE(mode):04o}"
+
+
+def page_round(n: int) -> int:
+    ps = os.sysconf("SC_PAGE_SIZE")
+    return (n + ps - 1) // ps * ps
+
+
+class Mechanism:
+    """Subclasses fill in the OS calls. Names follow the field: shmget/shmat, shm_open/mmap, dlopen."""
+
+    name = "?"
+    title = "?"
+    listed_in: tuple = ()
+    creates_objects = True
+
+    def new_handle(self, size: int) -> Handle:
+        raise NotImplementedError
+
+    def check_size(self, size: int, limits) -> None:
+        """Refuse (LimitExceeded) a size that cannot fit, before anything is created."""
+
+    def create(self, handle: Handle, mode: int = 0o600) -> Handle:
+        raise NotImplementedError
+
+    def attach(self, handle: Handle) -> Attachment:
+        raise NotImplementedError
+
+    def detach(self, att: Attachment) -> None:
+        raise NotImplementedError
+
+    def destroy(self, handle: Handle) -> None:
+        """Mark for removal: the object goes once the last process unmaps it."""
+        raise NotImplementedError
+
+    def exists(self, handle: Handle) -> bool:
+        raise NotImplementedError
+
+    def describe(self, handle: Handle) -> tuple:
+        """(mode '0600', owner name) of the object."""
+        raise NotImplementedError
+
+    def listed(self, handle: Handle) -> tuple:
+        """The places where the object can be found right now."""
+        raise NotImplementedError
+
+    def kernel_bytes(self, handle: Handle, owner_fd: Optional[int] = None):
+        """The kernel's own count of the object's resident memory: (bytes or None, source)."""
+        return None, ""

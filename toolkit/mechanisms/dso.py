@@ -1,0 +1,145 @@
+"""Implicit sharing: a shared library mapped by the dynamic loader (dlopen via ctypes).
+
+Nobody creates or destroys it; its PT_LOAD segments are private file mappings of the library,
+so clean pages are the page cache's pages (shared by everyone) and a written page becomes a copy.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+from toolkit.errors import AccessDenied, NotELF, NotFound
+from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name
+from toolkit.proc.maps import read_maps
+
+_ELF_MAGIC = b"\x7fELF"
+_dlclose = ctypes.CDLL(None).dlclose
+_dlclose.argtypes = [ctypes.c_void_p]
+ET_DYN = 3
+
+
+def loaded_libc(pid="self") -> str:
+    """The path of the C library this process runs on."""
+    for m in read_maps(pid):
+        base = os.path.basename(m.path)
+        if base.startswith("libc.so") or (base.startswith("libc-") and base.endswith(".so")):
+            return m.path
+    found = ctypes.util.find_library("c")
+    if not found:
+        raise NotFound("cannot find the C library")
+    return resolve_library(found)
+
+
+def resolve_library(spec: str | None) -> str:
+    """A path or a name ('libz.so.1', 'libz', 'z') -> the real path of a shared library (ET_DYN ELF)."""
+    if not spec:
+        return loaded_libc()
+    path = spec
+    if os.path.sep not in spec:
+        path = _search_dirs(spec) or _search_dirs(f"lib{spec}.so")
+        if path is None:
+            found = ctypes.util.find_library(spec[3:].split(".so")[0] if spec.startswith("lib") else spec)
+            if not found:
+                raise NotFound(f"no shared library named {spec!r}")
+            path = _search_dirs(found) or found
+    if not os.path.exists(path):
+        raise NotFound(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise NotELF(f"{path}: is a directory, not a shared library")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except PermissionError as err:
+        raise AccessDenied(path, f"{path}: permission denied") from err
+    if head[:4] != _ELF_MAGIC:
+        raise NotELF(f"{path}: not an ELF file, so not a shared library")
+    if len(head) < 18:
+        raise NotELF(f"{path}: truncated ELF header")
+    e_type = int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
+    if e_type != ET_DYN:
+        raise NotELF(f"{path}: an ELF file but not a shared object (e_type {e_type})")
+    return os.path.realpath(path)
+
+
+def _search_dirs(name: str):
+    for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib"):
+        p = os.path.join(d, name)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def library_mappings(maps, path: str):
+    """Split a library's mappings into (text, data): text is the executable one(s); data the
+    writable file mapping(s) plus the anonymous .bss mapping the loader places right after them."""
+    real = os.path.realpath(path)
+    try:
+        ino = os.stat(real).st_ino
+    except OSError:
+        ino = None
+    text, data = [], []
+    prev = None
+    for m in maps:
+        mine = m.path and (m.path == real or m.path == path or (ino is not None and m.inode == ino and os.path.basename(m.path) == os.path.basename(real)))
+        if mine and "x" in m.perms:
+            text.append(m)
+        elif mine and "w" in m.perms:
+            data.append(m)
+        elif not m.path and m.inode == 0 and prev is not None and prev in data and prev.end == m.start and "w" in m.perms:
+            data.append(m)  # .bss beyond the file: anonymous zero pages
+        prev = m
+    return text, data
+
+
+class Dso(Mechanism):
+    name = "dso"
+    title = "shared library"
+    listed_in = ("/proc/PID/maps",)
+    creates_objects = False
+
+    def new_handle(self, size: int = 0, path: str | None = None) -> Handle:
+        return Handle("dso", size, path=resolve_library(path))
+
+    def create(self, handle: Handle, mode: int = 0o600) -> Handle:
+        return handle  # the file exists; nobody creates a library's pages
+
+    @staticmethod
+    def dlopen(path: str):
+        try:
+            return ctypes.CDLL(path)
+        except OSError as err:
+            raise NotELF(f"{path}: the dynamic loader refused it: {err}") from err
+
+    @staticmethod
+    def dlclose(lib) -> None:
+        _dlclose(lib._handle)
+
+    def attach(self, handle: Handle) -> Attachment:
+        lib = self.dlopen(handle.path)
+        text, data = library_mappings(read_maps("self"), handle.path)
+        if not text:
+            raise NotFound(f"{handle.path} loaded but no executable mapping of it is in /proc/self/maps")
+        att = Attachment(handle, text[0].start, sum(m.size for m in text), lib)
+        att.extra = {
+            "text": [(m.start, m.end, m.offset) for m in text],
+            "data": [(m.start, m.end, m.offset) for m in data],
+            "data_file": [(m.start, m.end) for m in data if m.path],
+        }
+        return att
+
+    def detach(self, att: Attachment) -> None:
+        self.dlclose(att.obj)
+
+    def destroy(self, handle: Handle) -> None:
+        return None
+
+    def exists(self, handle: Handle) -> bool:
+        return os.path.exists(handle.path)
+
+    def describe(self, handle: Handle) -> tuple:
+        st = os.stat(handle.path)
+        return mode_string(st.st_mode), owner_name(st.st_uid)
+
+    def listed(self, handle: Handle) -> tuple:
+        return ("/proc/PID/maps only",)

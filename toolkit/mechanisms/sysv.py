@@ -1,0 +1,123 @@
+"""System V shared memory: shmget / shmat / shmdt / shmctl(IPC_RMID)."""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import secrets
+import shutil
+import subprocess
+
+import sysv_ipc
+
+from toolkit.errors import AccessDenied, LimitExceeded, NotFound
+from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name, page_round
+from toolkit.proc.system import read_limits, read_sysvipc_shm
+
+IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+
+
+def random_key() -> int:
+    return secrets.randbelow(0x7FFFFFFF - 1) + 1
+
+
+def find_by_key(key: int):
+    return next((s for s in read_sysvipc_shm() if s.key == key), None)
+
+
+def find_by_id(shmid: int):
+    return next((s for s in read_sysvipc_shm() if s.shmid == shmid), None)
+
+
+class SysV(Mechanism):
+    name = "sysv"
+    title = "System V"
+
+    def new_handle(self, size: int) -> Handle:
+        return Handle("sysv", size, key=random_key())
+
+    def check_size(self, size: int, limits) -> None:
+        if size > limits.shmmax:
+            raise LimitExceeded(f"a System V segment of {size} bytes is past shmmax ({limits.shmmax} bytes)")
+        used = sum(-(-s.size // limits.page_size) for s in read_sysvipc_shm())
+        if -(-size // limits.page_size) + used > limits.shmall:
+            raise LimitExceeded(
+                f"a System V segment of {size} bytes is past shmall ({limits.shmall} pages, {used} in use)")
+
+    def create(self, handle: Handle, mode: int = 0o600, flags: int = 0) -> Handle:
+        # shmget directly: sysv_ipc.SharedMemory(IPC_CREX) also attaches and memsets every byte,
+        # which would put a full first touch inside "create".
+        shmid = _libc.shmget(handle.key, handle.size, IPC_CREAT | IPC_EXCL | mode | flags)
+        if shmid == -1:
+            e = ctypes.get_errno()
+            if e == errno.EEXIST:
+                raise FileExistsError(e, f"System V key {handle.key:#x} is taken")
+            if e in (errno.EINVAL, errno.ENOSPC, errno.ENOMEM):
+                lim = read_limits()
+                raise LimitExceeded(
+                    f"System V segment of {handle.size} bytes refused ({os.strerror(e)}): "
+                    f"shmmax={lim.shmmax} bytes, shmall={lim.shmall} pages, shmmni={lim.shmmni}"
+                )
+            if e == errno.EPERM:
+                raise AccessDenied("shmget", f"shmget refused: {os.strerror(e)}")
+            raise OSError(e, f"shmget: {os.strerror(e)}")
+        handle.shmid = shmid
+        return handle
+
+    def create_fresh(self, size: int, mode: int = 0o600) -> Handle:
+        while True:
+            try:
+                return self.create(self.new_handle(size), mode)
+            except FileExistsError:
+                continue
+
+    def attach(self, handle: Handle) -> Attachment:
+        shmid = handle.shmid
+        try:
+            # by key: shmget without IPC_CREAT, then shmat; never memsets an existing segment
+            shm = sysv_ipc.SharedMemory(handle.key) if shmid is None else sysv_ipc.attach(shmid)
+        except sysv_ipc.PermissionsError as err:
+            raise AccessDenied(f"System V segment {shmid}", f"permission denied attaching System V segment {shmid}") from err
+        except (sysv_ipc.ExistentialError, ValueError) as err:
+            raise NotFound(f"no System V segment with {'id ' + str(shmid) if shmid is not None else 'key %#x' % handle.key}") from err
+        return Attachment(handle, shm.address, page_round(shm.size), shm)
+
+    def detach(self, att: Attachment) -> None:
+        att.obj.detach()
+
+    def destroy(self, handle: Handle) -> None:
+        try:
+            sysv_ipc.remove_shared_memory(handle.shmid)
+        except sysv_ipc.ExistentialError:
+            pass
+
+    def exists(self, handle: Handle) -> bool:
+        return find_by_id(handle.shmid) is not None
+
+    def describe(self, handle: Handle) -> tuple:
+        seg = find_by_id(handle.shmid)
+        if seg is None:
+            return "?", "?"
+        return mode_string(seg.mode), owner_name(seg.uid)
+
+    def listed(self, handle: Handle) -> tuple:
+        where = []
+        if find_by_id(handle.shmid) is not None:
+            where.append("/proc/sysvipc/shm")
+        ipcs = shutil.which("ipcs")
+        if ipcs:
+            out = subprocess.run([ipcs, "-m"], capture_output=True, text=True).stdout
+            if any(line.split()[1:2] == [str(handle.shmid)] for line in out.splitlines()):
+                where.append("ipcs -m")
+        return tuple(where)
+
+    def kernel_bytes(self, handle: Handle, owner_fd=None):
+        seg = find_by_id(handle.shmid)
+        return (seg.rss if seg else None), "/proc/sysvipc/shm rss"
+
+    @staticmethod
+    def maps_name(key: int) -> str:
+        return f"/SYSV{key:08x}"

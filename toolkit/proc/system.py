@@ -1,0 +1,65 @@
+"""/proc/sysvipc/shm, /proc/meminfo and the limits on shared-memory sizes."""
+from __future__ import annotations
+
+import os
+
+from toolkit.proc.fs import ProcFS, default_fs
+from toolkit.records import Limits, SysvShm
+
+
+def parse_sysvipc_shm(text: str) -> list:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = lines[0].split()
+    return [SysvShm.from_row(header, line.split()) for line in lines[1:]]
+
+
+def read_sysvipc_shm(fs: ProcFS | None = None) -> list:
+    return parse_sysvipc_shm((fs or default_fs()).read_text("sysvipc", "shm"))
+
+
+def parse_meminfo(text: str) -> dict:
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        words = rest.split()
+        if words:
+            out[key] = int(words[0]) * (1024 if len(words) > 1 and words[1] == "kB" else 1)
+    return out
+
+
+def read_meminfo(fs: ProcFS | None = None) -> dict:
+    return parse_meminfo((fs or default_fs()).read_text("meminfo"))
+
+
+def _read_int(fs: ProcFS, *rel) -> int:
+    return int(fs.read_text(*rel).split()[0])
+
+
+def dev_shm_free(path: str = "/dev/shm"):
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def read_limits(fs: ProcFS | None = None) -> Limits:
+    fs = fs or default_fs()
+    mem = read_meminfo(fs)
+    return Limits(
+        shmmax=_read_int(fs, "sys", "kernel", "shmmax"),
+        shmall=_read_int(fs, "sys", "kernel", "shmall"),
+        shmmni=_read_int(fs, "sys", "kernel", "shmmni"),
+        page_size=os.sysconf("SC_PAGE_SIZE"),
+        dev_shm_free=dev_shm_free(),
+        mem_available=mem.get("MemAvailable"),
+    )
+
+
+def list_dev_shm(path: str = "/dev/shm") -> list:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []

@@ -1,0 +1,380 @@
+"""Every result type of the library: frozen dataclasses built by named constructors."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+def to_dict(record):
+    """Plain JSON-ready dict of a record (nested records and tuples included)."""
+    return dataclasses.asdict(record)
+
+
+# ---------------------------------------------------------------- /proc/PID/maps, smaps
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of /proc/PID/maps."""
+
+    start: int
+    end: int
+    perms: str  # e.g. 'r-xp'; the 4th letter is s (MAP_SHARED) or p (MAP_PRIVATE)
+    offset: int
+    device: str  # 'fe:00'
+    inode: int
+    path: str  # '' for anonymous; '[heap]' etc. for special ones; without ' (deleted)'
+    deleted: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def shared(self) -> bool:
+        return self.perms[3] == "s"
+
+    @property
+    def name(self) -> str:
+        """The name as /proc/PID/maps shows it."""
+        return self.path + (" (deleted)" if self.deleted else "")
+
+    @classmethod
+    def from_line(cls, line: str) -> "Mapping":
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            raise ValueError(f"not a maps line: {line!r}")
+        lo, _, hi = parts[0].partition("-")
+        path = parts[5].rstrip("\n") if len(parts) > 5 else ""
+        deleted = path.endswith(" (deleted)")
+        if deleted:
+            path = path[: -len(" (deleted)")]
+        return cls(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), parts[3], int(parts[4]), path, deleted)
+
+
+@dataclass(frozen=True)
+class SmapsEntry:
+    """One mapping of /proc/PID/smaps: the maps line plus every field by its exact name.
+
+    Sizes are in bytes (the kernel prints kB). Fields an older kernel lacks are simply absent:
+    use .get('Pss_Dirty').
+    """
+
+    mapping: Mapping
+    fields: dict = field(default_factory=dict)
+    vmflags: tuple = ()
+
+    def get(self, name, default=None):
+        return self.fields.get(name, default)
+
+    def __getitem__(self, name):
+        return self.fields[name]
+
+    @classmethod
+    def from_block(cls, header: str, lines) -> "SmapsEntry":
+        fields, vmflags = {}, ()
+        for line in lines:
+            key, _, rest = line.partition(":")
+            if key == "VmFlags":
+                vmflags = tuple(rest.split())
+                continue
+            words = rest.split()
+            if not words:
+                continue
+            try:
+                value = int(words[0])
+            except ValueError:
+                continue
+            # 'kB' fields become bytes; unit-less ones (THPeligible, ProtectionKey) stay as they are
+            fields[key] = value * 1024 if len(words) > 1 and words[1] == "kB" else value
+        return cls(Mapping.from_line(header), fields, vmflags)
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """/proc/PID/smaps_rollup, or the sum of smaps where the kernel lacks it (< 4.14)."""
+
+    pid: int
+    fields: dict
+    from_rollup: bool
+
+    def get(self, name, default=None):
+        return self.fields.get(name, default)
+
+
+# ---------------------------------------------------------------- pagemap, kpagecount
+
+
+@dataclass(frozen=True)
+class PageRange:
+    """Decoded /proc/PID/pagemap entries for [start, start + len(entries) pages)."""
+
+    pid: int
+    start: int
+    page_size: int
+    entries: tuple  # raw 64-bit words
+    pfns_visible: bool
+
+    PFN_MASK = (1 << 55) - 1
+
+    def __len__(self):
+        return len(self.entries)
+
+    @property
+    def pfns(self) -> list:
+        """PFN of every present page, None where absent; None for all when the kernel hides them."""
+        if not self.pfns_visible:
+            return [None] * len(self.entries)
+        m = self.PFN_MASK
+        return [(e & m) if e >> 63 else None for e in self.entries]
+
+    def _bit(self, bit):
+        return [bool(e >> bit & 1) for e in self.entries]
+
+    @property
+    def present(self):
+        return self._bit(63)
+
+    @property
+    def swapped(self):
+        return self._bit(62)
+
+    @property
+    def file_or_shared_anon(self):
+        return self._bit(61)
+
+    @property
+    def exclusive(self):
+        return self._bit(56)
+
+    @property
+    def soft_dirty(self):
+        return self._bit(55)
+
+    @property
+    def present_count(self) -> int:
+        return sum(1 for e in self.entries if e >> 63)
+
+    def distinct_pfns(self) -> Optional[set]:
+        if not self.pfns_visible:
+            return None
+        m = self.PFN_MASK
+        return {e & m for e in self.entries if e >> 63}
+
+
+# ---------------------------------------------------------------- System V, limits, meminfo
+
+
+@dataclass(frozen=True)
+class SysvShm:
+    """One row of /proc/sysvipc/shm."""
+
+    key: int
+    shmid: int
+    mode: int  # permission bits plus SHM_DEST (0o1000) / SHM_LOCKED (0o2000)
+    size: int
+    cpid: int
+    lpid: int
+    nattch: int
+    uid: int
+    gid: int
+    cuid: int
+    cgid: int
+    atime: int
+    dtime: int
+    ctime: int
+    rss: Optional[int] = None  # bytes; absent before Linux 4.?
+    swap: Optional[int] = None
+
+    SHM_DEST = 0o1000
+
+    @property
+    def marked_for_removal(self) -> bool:
+        return bool(self.mode & self.SHM_DEST)
+
+    @classmethod
+    def from_row(cls, header: list, row: list) -> "SysvShm":
+        vals = dict(zip(header, row))
+        num = lambda k, d=0: int(vals[k]) if k in vals else d  # noqa: E731
+        return cls(
+            key=num("key"), shmid=num("shmid"), mode=int(vals.get("perms", "0"), 8), size=num("size"),
+            cpid=num("cpid"), lpid=num("lpid"), nattch=num("nattch"), uid=num("uid"), gid=num("gid"),
+            cuid=num("cuid"), cgid=num("cgid"), atime=num("atime"), dtime=num("dtime"), ctime=num("ctime"),
+            rss=num("rss", None), swap=num("swap", None),
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds a shared-memory size on this machine."""
+
+    shmmax: int  # bytes per System V segment
+    shmall: int  # pages, all System V segments together
+    shmmni: int  # number of System V segments
+    page_size: int
+    dev_shm_free: Optional[int]  # bytes free on the /dev/shm mount
+    mem_available: Optional[int]  # bytes, MemAvailable
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True)
+class Visibility:
+    mechanism: str
+    peer_sees_write: Optional[bool]  # None where nobody can write (library text)
+    maps_name: str
+    listed_in: tuple
+    mode: str
+    owner: str
+    outlives_creator: Optional[bool]  # None where there is nothing to outlive (library)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One setup phase over repetitions: median seconds and spread, minor faults (median)."""
+
+    name: str
+    median_s: Optional[float]
+    p10_s: Optional[float] = None
+    p90_s: Optional[float] = None
+    min_s: Optional[float] = None
+    repeat: int = 0
+    minor_faults: Optional[int] = None
+
+    @classmethod
+    def from_samples(cls, name, seconds, faults=None) -> "Phase":
+        if not seconds:
+            return cls(name, None)
+        s = sorted(seconds)
+        q = lambda p: s[min(len(s) - 1, int(round(p * (len(s) - 1))))]  # noqa: E731
+        f = sorted(faults)[len(faults) // 2] if faults else None
+        return cls(name, q(0.5), q(0.1), q(0.9), s[0], len(s), f)
+
+
+@dataclass(frozen=True)
+class SetupCost:
+    mechanism: str
+    phases: tuple  # of Phase, in order create, attach, first_touch, detach, destroy
+    touch_method: str  # 'MADV_POPULATE_WRITE' or 'memset'
+    note: str = ""
+
+    def phase(self, name) -> Optional[Phase]:
+        for p in self.phases:
+            if p.name == name:
+                return p
+        return None
+
+
+@dataclass(frozen=True)
+class PeerFootprint:
+    """One peer's view of one region, from its smaps (bytes)."""
+
+    pid: int
+    start: int
+    end: int
+    rss: int
+    pss: int
+    shared_clean: int
+    shared_dirty: int
+    private_clean: int
+    private_dirty: int
+    swap: int = 0
+    pss_dirty: Optional[int] = None  # absent before Linux 5.?
+
+    @property
+    def uss(self) -> int:
+        return self.private_clean + self.private_dirty
+
+    @classmethod
+    def from_entries(cls, pid, entries) -> "PeerFootprint":
+        """Sum several smaps entries (a library's data is a file mapping plus its .bss)."""
+        total = lambda k: sum(e.get(k, 0) for e in entries)  # noqa: E731
+        has_pss_dirty = all("Pss_Dirty" in e.fields for e in entries)
+        return cls(
+            pid=pid, start=min(e.mapping.start for e in entries), end=max(e.mapping.end for e in entries),
+            rss=total("Rss"), pss=total("Pss"), shared_clean=total("Shared_Clean"),
+            shared_dirty=total("Shared_Dirty"), private_clean=total("Private_Clean"),
+            private_dirty=total("Private_Dirty"), swap=total("Swap"),
+            pss_dirty=total("Pss_Dirty") if has_pss_dirty else None,
+        )
+
+
+@dataclass(frozen=True)
+class Footprint:
+    mechanism: str
+    region_bytes: int
+    per_peer: tuple  # of PeerFootprint
+    physical_bytes: Optional[int]  # distinct PFNs x page size; None when PFNs are hidden
+    kernel_bytes: Optional[int]  # the kernel's own count: sysvipc rss, tmpfs blocks
+    kernel_source: str
+    kpagecount_min: Optional[int] = None
+    kpagecount_max: Optional[int] = None
+
+    @property
+    def rss_sum(self) -> int:
+        return sum(p.rss for p in self.per_peer)
+
+    @property
+    def pss_sum(self) -> int:
+        return sum(p.pss for p in self.per_peer)
+
+
+@dataclass(frozen=True)
+class LibraryWrite:
+    """What a write to a library's global does (copy on write), seen from two peers."""
+
+    library: str
+    symbol: str
+    address_a: int
+    value_before: int
+    value_written: int
+    value_seen_by_b: int
+    pfn_a: Optional[int]
+    pfn_b: Optional[int]
+    cow_page_offset: Optional[int]  # offset in the data mapping of a page still shared with the cache
+    cow_pfn_before: Optional[int]
+    cow_pfn_after: Optional[int]
+    cow_file_before: Optional[bool]  # pagemap bit 61 before the write (page-cache page)
+    cow_file_after: Optional[bool]
+    private_dirty_before: int = 0
+    private_dirty_after: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TextSharing:
+    library: str
+    pages: int  # pages of the text mapping
+    same_pfns_in_all_peers: Optional[bool]
+    kpagecount_min: Optional[int]
+    kpagecount_median: Optional[int]
+    load_addresses: tuple  # text start per peer (ASLR)
+    text_to_data: tuple  # data start - text start per peer (constant: PIC)
+
+
+@dataclass(frozen=True)
+class MechanismResult:
+    mechanism: str
+    title: str
+    visibility: Visibility
+    setup: SetupCost
+    footprint: Footprint
+
+
+@dataclass(frozen=True)
+class Comparison:
+    size_bytes: int
+    peers: int
+    privileged: bool
+    page_size: int
+    kernel: str
+    library: str
+    mechanisms: tuple  # of MechanismResult
+    library_write: Optional[LibraryWrite]
+    text_sharing: Optional[TextSharing]
+    shmem_before: Optional[int] = None  # /proc/meminfo Shmem (bytes), before and with the regions held
+    shmem_during: Optional[int] = None
+    notes: tuple = ()

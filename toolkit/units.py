@@ -1,0 +1,40 @@
+"""Sizes in and out: '64M' -> bytes, bytes -> '64.0 MiB'."""
+import re
+
+from toolkit.errors import BadInput
+
+_SUFFIX = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text) -> int:
+    """Parse '4096', '4K', '64M', '1G', '1.5M', '16MiB' into bytes (binary units)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise BadInput(f"cannot read size {text!r}: use plain bytes or a K, M, G suffix (e.g. 64M)")
+    value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    if value != int(value):
+        raise BadInput(f"size {text!r} is not a whole number of bytes")
+    return int(value)
+
+
+def human_bytes(n) -> str:
+    if n is None:
+        return "-"
+    n = int(n)
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} B"
+
+
+def human_seconds(s) -> str:
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} µs"
