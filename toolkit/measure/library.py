@@ -58,6 +58,8 @@ def global_write(peer_a, peer_b, region: str, path: str, data_file_a, privileged
 
     cow = dict(offset=None, pfn_before=None, pfn_after=None, file_before=None, file_after=None, pd_before=0, pd_after=0)
     for lo, hi in data_file_a[:1]:  # not .bss: its pages were never the page cache's
+        # map the untouched pages in by reading: they come from the page cache, unchanged
+        peer_a.call("touch", region=region, write=False, addr=lo, length=hi - lo)
         rng = read_pagemap(peer_a.pid, lo, hi)
         candidates = [i for i, (p, f) in enumerate(zip(rng.present, rng.file_or_shared_anon)) if p and f]
         if not candidates:

@@ -39,9 +39,9 @@ def read_smaps(pid, fs: ProcFS | None = None) -> list:
     return parse_smaps((fs or default_fs()).read_text(pid, "smaps"))
 
 
-def has_smaps_rollup(fs: ProcFS | None = None) -> bool:
-    """smaps_rollup arrived in Linux 4.14; probe it rather than trust the version."""
-    return (fs or default_fs()).exists("self", "smaps_rollup")
+def has_smaps_rollup(pid="self", fs: ProcFS | None = None) -> bool:
+    """smaps_rollup arrived in Linux 4.14; probe for it rather than trust the version."""
+    return (fs or default_fs()).exists(pid, "smaps_rollup")
 
 
 def parse_rollup(pid, text: str) -> Rollup:
@@ -64,7 +64,7 @@ def rollup_from_smaps(pid, entries) -> Rollup:
 
 def read_rollup(pid, fs: ProcFS | None = None) -> Rollup:
     fs = fs or default_fs()
-    if has_smaps_rollup(fs):
+    if has_smaps_rollup(pid, fs):
         return parse_rollup(pid, fs.read_text(pid, "smaps_rollup"))
     return rollup_from_smaps(pid, read_smaps(pid, fs))
 

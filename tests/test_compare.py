@@ -1,0 +1,133 @@
+"""`compare` on the live kernel: the facts the issue names, measured."""
+import subprocess
+
+import pytest
+
+from conftest import is_root
+from toolkit.errors import BadInput, LimitExceeded, NotELF, NotFound
+from toolkit.measure.compare import run_compare
+from toolkit.proc.pagemap import PAGE_SIZE
+from toolkit.proc.system import read_limits
+
+SIZE = 16 << 20
+PEERS = 4
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_compare(SIZE, PEERS, repeat=2)
+
+
+def by(result, name):
+    return next(m for m in result.mechanisms if m.mechanism == name)
+
+
+def test_explicit_writes_are_seen_library_data_writes_are_not(result):
+    assert by(result, "sysv").visibility.peer_sees_write is True
+    assert by(result, "posix").visibility.peer_sees_write is True
+    assert by(result, "dso_data").visibility.peer_sees_write is False
+    assert by(result, "dso_text").visibility.peer_sees_write is None
+    w = result.library_write
+    assert w.symbol == "optind" and w.value_seen_by_b == w.value_before != w.value_written
+
+
+@pytest.mark.parametrize("name", ["sysv", "posix"])
+def test_footprint_of_a_fully_touched_region(result, name):
+    f = by(result, name).footprint
+    assert len(f.per_peer) == PEERS
+    for p in f.per_peer:
+        assert abs(p.pss - SIZE // PEERS) <= PAGE_SIZE
+        assert p.rss == SIZE and p.shared_dirty + p.shared_clean == SIZE and p.uss == 0
+    assert abs(f.pss_sum - SIZE) <= PEERS * PAGE_SIZE
+    assert f.rss_sum == PEERS * SIZE
+    assert f.kernel_bytes == SIZE
+    if is_root:
+        assert f.physical_bytes == SIZE
+        assert f.kpagecount_min == f.kpagecount_max == PEERS
+    else:
+        assert f.physical_bytes is None
+
+
+def test_visibility_rows(result):
+    sysv, posix = by(result, "sysv").visibility, by(result, "posix").visibility
+    assert sysv.maps_name.startswith("/SYSV") and sysv.maps_name.endswith("(deleted)")
+    assert "/proc/sysvipc/shm" in sysv.listed_in
+    assert posix.maps_name.startswith("/dev/shm/shmkit-") and posix.listed_in == ("/dev/shm",)
+    assert sysv.mode == posix.mode == "0600"
+    assert sysv.outlives_creator and posix.outlives_creator
+    assert by(result, "dso_text").visibility.listed_in == ("/proc/PID/maps only",)
+
+
+def test_setup_phases(result):
+    for name in ("sysv", "posix"):
+        s = by(result, name).setup
+        assert [p.name for p in s.phases] == ["create", "attach", "first_touch", "detach", "destroy"]
+        assert all(p.median_s > 0 and p.repeat == 2 for p in s.phases)
+        touch = s.phase("first_touch")
+        assert touch.minor_faults >= SIZE // PAGE_SIZE * 0.9  # one fault per page, populated
+        assert s.phase("create").minor_faults < 8  # create touches nothing
+
+
+def test_library_text_is_one_copy(result):
+    t = result.text_sharing
+    f = by(result, "dso_text").footprint
+    assert t.pages > 0 and len(f.per_peer) == PEERS
+    assert len(set(t.text_to_data)) == 1  # PIC: the distance between segments is fixed
+    if is_root:
+        assert t.same_pfns_in_all_peers is True
+        assert t.kpagecount_min >= PEERS
+        assert f.rss_sum / f.physical_bytes == pytest.approx(PEERS, rel=0.02)
+    else:
+        assert t.same_pfns_in_all_peers is None and f.physical_bytes is None
+
+
+def test_library_data_is_per_process(result):
+    w = result.library_write
+    if is_root:
+        assert w.pfn_a is not None and w.pfn_b is not None and w.pfn_a != w.pfn_b
+    f = by(result, "dso_data").footprint
+    assert all(p.private_dirty > 0 for p in f.per_peer)
+
+
+@pytest.fixture(scope="module")
+def big_data_library(tmp_path_factory):
+    """A library with 64 KiB of initialised globals: most of its data pages nobody writes."""
+    d = tmp_path_factory.mktemp("lib")
+    src = d / "bigdata.c"
+    src.write_text("int shmkit_counter = 7;\nint shmkit_table[16384] = {1, 2, 3};\n"
+                   "int shmkit_get(int i) { return shmkit_table[i] + shmkit_counter; }\n")
+    out = d / "libbigdata.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+def test_copy_on_write_of_a_clean_data_page(big_data_library):
+    """Peer A writes a data page still shared with the page cache: it becomes A's own copy."""
+    c = run_compare(1 << 20, 2, library=big_data_library, repeat=1)
+    w = c.library_write
+    if w.cow_page_offset is None:
+        pytest.fail(f"no clean data page in libz: {w.note}")
+    assert w.cow_file_before is True and w.cow_file_after is False
+    assert w.private_dirty_after - w.private_dirty_before == PAGE_SIZE
+    if is_root:
+        assert w.cow_pfn_before != w.cow_pfn_after
+    assert by(c, "dso_data").visibility.peer_sees_write is False
+    assert w.symbol.startswith("shmkit_")
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    (dict(size=0, peers=4), BadInput),
+    (dict(size=1 << 20, peers=0), BadInput),
+    (dict(size=1 << 20, peers=1), BadInput),
+    (dict(size=1 << 20, peers=2, library="/etc/hostname"), NotELF),
+    (dict(size=1 << 20, peers=2, library="no-such-lib-xyz"), NotFound),
+])
+def test_bad_requests(kwargs, error):
+    with pytest.raises(error):
+        run_compare(**kwargs)
+
+
+def test_size_beyond_memory_is_refused():
+    lim = read_limits()
+    with pytest.raises(LimitExceeded):
+        run_compare(lim.dev_shm_free + (1 << 30), 2)

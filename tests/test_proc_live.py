@@ -1,0 +1,76 @@
+"""The /proc readers against the live kernel."""
+import ctypes
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from conftest import requires_root
+from toolkit import vm
+from toolkit.errors import NoSuchProcess
+from toolkit.proc.maps import find_mapping, has_smaps_rollup, read_maps, read_rollup, read_smaps
+from toolkit.proc.pagemap import PAGE_SIZE, kpagecount_readable, probe_pfns_visible, read_kpagecount, read_pagemap
+from toolkit.proc.system import read_limits, read_meminfo
+
+
+@pytest.fixture
+def anon_region():
+    n = 8
+    addr = vm.mmap(n * PAGE_SIZE, vm.PROT_READ | vm.PROT_WRITE, vm.MAP_PRIVATE | vm.MAP_ANONYMOUS)
+    yield addr, n
+    vm.munmap(addr, n * PAGE_SIZE)
+
+
+def test_smaps_of_a_fresh_private_region(anon_region):
+    addr, n = anon_region
+    vm.write(addr, b"x")
+    vm.write(addr + 2 * PAGE_SIZE, b"y")
+    e = find_mapping(read_smaps("self"), addr)
+    assert e.mapping.start == addr and e.mapping.size == n * PAGE_SIZE and e.mapping.perms == "rw-p"
+    assert e["Rss"] == 2 * PAGE_SIZE and e["Private_Dirty"] == 2 * PAGE_SIZE and e["Anonymous"] == 2 * PAGE_SIZE
+
+
+def test_pagemap_of_own_pages(anon_region):
+    addr, n = anon_region
+    vm.write(addr + PAGE_SIZE, b"z")
+    rng = read_pagemap("self", addr, addr + n * PAGE_SIZE)
+    assert len(rng) == n
+    assert rng.present == [False, True] + [False] * (n - 2)
+    assert rng.exclusive[1] and not rng.file_or_shared_anon[1]
+    if os.geteuid() == 0:
+        assert rng.pfns_visible and rng.pfns[1] and rng.pfns[0] is None
+
+
+@requires_root
+def test_kpagecount_of_own_page(anon_region):
+    addr, _ = anon_region
+    vm.write(addr, b"k")
+    pfn = read_pagemap("self", addr, addr + 1).pfns[0]
+    assert probe_pfns_visible() and kpagecount_readable()
+    assert read_kpagecount([pfn]) == {pfn: 1}
+
+
+def test_rollup_matches_psutil():
+    rollup = read_rollup(os.getpid())
+    assert rollup.from_rollup == has_smaps_rollup()
+    info = psutil.Process().memory_full_info()
+    # the two reads are moments apart in a running interpreter: allow a little drift
+    assert abs(rollup.get("Pss") - info.pss) < 2 << 20
+
+
+def test_vanished_process():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    with pytest.raises(NoSuchProcess):
+        read_smaps(p.pid)
+    with pytest.raises(NoSuchProcess):
+        read_maps(p.pid)
+
+
+def test_limits_and_meminfo():
+    lim = read_limits()
+    assert lim.shmmax > 0 and lim.shmall > 0 and lim.shmmni > 0 and lim.page_size == PAGE_SIZE
+    assert lim.dev_shm_free is not None and lim.mem_available > 0
+    assert "Shmem" in read_meminfo()

@@ -1,0 +1,136 @@
+"""Parsers on recorded /proc text: a Linux 6.x tree and the same process as Linux 4.9 printed it."""
+import os
+import struct
+
+import pytest
+from hypothesis import given, strategies as st
+
+from toolkit.errors import NoSuchProcess, NotFound
+from toolkit.proc import ProcFS
+from toolkit.proc.maps import parse_maps, read_maps, read_rollup, read_smaps, rollup_from_smaps
+from toolkit.proc.pagemap import decode_pagemap, read_kpagecount
+from toolkit.proc.system import parse_meminfo, parse_sysvipc_shm, read_sysvipc_shm
+from toolkit.records import Mapping, PageRange
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+NEW = ProcFS(os.path.join(DATA, "proc_new"))
+OLD = ProcFS(os.path.join(DATA, "proc_old"))
+
+
+def test_maps_line_fields():
+    m = Mapping.from_line("7faf74194000-7faf74196000 rw-s 00000000 00:01 28                         /SYSV000070bd (deleted)")
+    assert (m.start, m.end, m.perms, m.offset, m.device, m.inode) == (0x7FAF74194000, 0x7FAF74196000, "rw-s", 0, "00:01", 28)
+    assert m.path == "/SYSV000070bd" and m.deleted and m.shared and m.size == 8192
+    assert m.name == "/SYSV000070bd (deleted)"
+    anon = Mapping.from_line("7ffd1000-7ffd2000 rw-p 00000000 00:00 0 ")
+    assert anon.path == "" and not anon.deleted and not anon.shared
+    spaced = Mapping.from_line("1000-2000 r--p 00001000 fe:00 12  /tmp/a file with spaces")
+    assert spaced.path == "/tmp/a file with spaces" and spaced.offset == 0x1000
+
+
+def test_recorded_maps_and_smaps_agree():
+    maps = read_maps(4242, NEW)
+    smaps = read_smaps(4242, NEW)
+    assert [e.mapping for e in smaps] == maps
+    sysv = [e for e in smaps if e.mapping.path.startswith("/SYSV")]
+    assert len(sysv) == 1
+    # sysv_ipc's constructor memset the 2-page segment: resident, and Private because one process maps it
+    e = sysv[0]
+    assert e["Rss"] == 8192 and e["Private_Dirty"] == 8192 and e["Shared_Dirty"] == 0
+    assert e.get("Pss_Dirty") == 8192
+    assert "sh" in e.vmflags  # VmFlags: shared mapping
+    assert e["THPeligible"] in (0, 1)  # unit-less field kept as is
+
+
+def test_smaps_from_old_kernel_without_pss_dirty():
+    new, old = read_smaps(4242, NEW), read_smaps(4242, OLD)
+    assert len(new) == len(old)
+    assert all(e.get("Pss_Dirty") is None for e in old)
+    assert [e["Pss"] for e in old] == [e["Pss"] for e in new]
+
+
+def test_rollup_recorded_and_fallback_to_summing_smaps():
+    rolled = read_rollup(4242, NEW)
+    assert rolled.from_rollup
+    fallback = read_rollup(4242, OLD)  # Linux 4.9 has no smaps_rollup
+    assert not fallback.from_rollup
+    summed = rollup_from_smaps(4242, read_smaps(4242, NEW))
+    for key in ("Rss", "Private_Dirty", "Shared_Clean", "Swap"):
+        assert fallback.get(key) == summed.get(key)
+    # the recorded rollup was read a moment after smaps (the reader itself allocates): check its own form
+    assert 0 < rolled.get("Pss") <= rolled.get("Rss")
+    assert rolled.get("Pss_Anon") + rolled.get("Pss_File") + rolled.get("Pss_Shmem") <= rolled.get("Pss") + 4096
+    assert "Size" not in rolled.fields and "Pss_Dirty" not in fallback.fields
+
+
+def test_vanished_process_is_a_typed_error():
+    with pytest.raises(NoSuchProcess):
+        read_maps(999999, NEW)
+    with pytest.raises(NotFound):
+        read_sysvipc_shm(ProcFS(DATA))
+
+
+def test_sysvipc_shm_recorded():
+    (seg,) = read_sysvipc_shm(NEW)
+    assert seg.key == 28861 and seg.shmid == 28 and seg.mode == 0o600 and seg.size == 8192
+    assert seg.nattch == 1 and seg.rss == 8192 and seg.swap == 0 and not seg.marked_for_removal
+
+
+def test_sysvipc_shm_without_rss_columns_and_marked_for_removal():
+    text = ("       key      shmid perms       size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime\n"
+            "         0      32769  1600    1048576  1200  1201      2  1000  1000  1000  1000 1700000000          0 1700000000\n")
+    (seg,) = parse_sysvipc_shm(text)
+    assert seg.rss is None and seg.swap is None
+    assert seg.marked_for_removal and seg.mode & 0o777 == 0o600 and seg.key == 0
+    assert parse_sysvipc_shm("") == []
+
+
+def test_meminfo():
+    info = parse_meminfo(open(os.path.join(DATA, "proc_new", "meminfo")).read())
+    assert info["MemTotal"] > 0 and "Shmem" in info and info["HugePages_Total"] >= 0
+
+
+def _word(pfn=0, present=True, swapped=False, file=False, excl=False, soft=False):
+    return pfn | present << 63 | swapped << 62 | file << 61 | excl << 56 | soft << 55
+
+
+def test_pagemap_decode_all_bits():
+    words = [_word(0x1234, file=True), _word(0, present=False), _word(0x99, excl=True, soft=True),
+             _word(0, present=False, swapped=True)]
+    rng = decode_pagemap(1, 0x1000, struct.pack("<4Q", *words))
+    assert rng.pfns_visible
+    assert rng.pfns == [0x1234, None, 0x99, None]
+    assert rng.present == [True, False, True, False]
+    assert rng.swapped == [False, False, False, True]
+    assert rng.file_or_shared_anon == [True, False, False, False]
+    assert rng.exclusive == [False, False, True, False]
+    assert rng.soft_dirty == [False, False, True, False]
+    assert rng.distinct_pfns() == {0x1234, 0x99}
+
+
+def test_pagemap_hidden_pfns_are_none_never_zero():
+    # what an unprivileged reader gets: present pages with the PFN field zeroed
+    rng = decode_pagemap(1, 0, struct.pack("<2Q", _word(0, excl=True), _word(0)))
+    assert not rng.pfns_visible
+    assert rng.pfns == [None, None] and rng.distinct_pfns() is None
+    assert rng.present_count == 2
+
+
+@given(st.lists(st.integers(min_value=0, max_value=(1 << 64) - 1), max_size=64))
+def test_pagemap_decode_never_crashes(words):
+    rng = decode_pagemap(1, 0, struct.pack(f"<{len(words)}Q", *words))
+    assert len(rng) == len(words) == len(rng.pfns)
+    for w, pfn in zip(words, rng.pfns):
+        if pfn is not None:
+            assert w >> 63 and pfn == w & PageRange.PFN_MASK
+
+
+def test_kpagecount_reads_runs(tmp_path):
+    counts = list(range(100, 200))
+    (tmp_path / "kpagecount").write_bytes(struct.pack(f"<{len(counts)}Q", *counts))
+    got = read_kpagecount([5, 3, 4, 50, 51, 99, None, 4], ProcFS(str(tmp_path)))
+    assert got == {3: 103, 4: 104, 5: 105, 50: 150, 51: 151, 99: 199}
+
+
+def test_parse_maps_skips_blank_lines():
+    assert len(parse_maps("1000-2000 r--p 00000000 00:00 0\n\n")) == 1

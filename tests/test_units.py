@@ -1,0 +1,31 @@
+import pytest
+from hypothesis import given, strategies as st
+
+from toolkit.errors import BadInput
+from toolkit.units import human_bytes, parse_size
+
+
+@pytest.mark.parametrize("text,value", [
+    ("4096", 4096), ("4K", 4096), ("4k", 4096), ("64M", 64 << 20), ("1G", 1 << 30),
+    ("16MiB", 16 << 20), ("1.5M", 3 << 19), ("0", 0), (" 2M ", 2 << 20), ("8KB", 8192),
+])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "M", "-1", "12Q", "1.3K", "abc", "1e6"])
+def test_parse_size_refuses(text):
+    with pytest.raises(BadInput):
+        parse_size(text)
+
+
+@given(st.integers(min_value=0, max_value=1 << 40), st.sampled_from(["", "K", "M", "G"]))
+def test_parse_size_roundtrip(n, suffix):
+    factor = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[suffix]
+    assert parse_size(f"{n}{suffix}") == n * factor
+
+
+def test_human_bytes():
+    assert human_bytes(64 << 20) == "64.0 MiB"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(None) == "-"
