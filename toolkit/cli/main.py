@@ -10,6 +10,7 @@ import click
 # command name -> module:function; a command imports only its own module
 COMMANDS = {
     "compare": "toolkit.cli.compare:compare",
+    "elf": "toolkit.cli.elf:elf",
 }
 
 

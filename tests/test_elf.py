@@ -1,0 +1,193 @@
+"""`shmkit elf`: readelf -lW as the oracle, hazards, the live join, bad files, mutated headers."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import REPO, run_as_nobody, run_shmkit
+from elfgen import make_elf
+from readelf_oracle import readelf_segments
+from toolkit.elf.headers import read_elf
+from toolkit.errors import ShmkitError
+from toolkit.measure.elfjoin import join_pid
+from toolkit.measure.peer import PeerGroup
+from toolkit.mechanisms import get as mechanism
+from toolkit.proc.maps import read_smaps
+
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+
+
+def _system_libraries():
+    out = set()
+    for p in glob.glob(os.path.join(LIBDIR, "*.so*")):
+        real = os.path.realpath(p)
+        if os.path.isfile(real):
+            with open(real, "rb") as f:
+                if f.read(4) == b"\x7fELF":
+                    out.add(real)
+    return sorted(out)
+
+
+def _ours(info):
+    return [(s.type, s.offset, s.vaddr, s.paddr, s.filesz, s.memsz, s.flags, s.align) for s in info.segments]
+
+
+def test_program_headers_equal_readelf_on_every_system_library():
+    libs = _system_libraries()
+    assert len(libs) > 20
+    mismatches = []
+    for path in libs:
+        rows, mapping = readelf_segments(path)
+        info = read_elf(path)
+        if _ours(info) != rows or [s.sections for s in info.segments] != mapping:
+            mismatches.append(path)
+    assert not mismatches, mismatches[:5]
+
+
+@pytest.mark.parametrize("elf_class,little,machine,name", [
+    (32, True, 3, "i386"), (32, False, 8, "MIPS big-endian"), (64, False, 21, "PowerPC64 big-endian"),
+    (64, True, 183, "AArch64"), (32, True, 40, "ARM"), (64, False, 22, "s390x"),
+])
+def test_other_classes_byte_orders_and_machines(tmp_path, elf_class, little, machine, name):
+    path = tmp_path / "lib.so"
+    path.write_bytes(make_elf(elf_class, little, machine))
+    rows, mapping = readelf_segments(str(path))
+    info = read_elf(str(path))
+    assert rows and _ours(info) == rows
+    assert [s.sections for s in info.segments] == mapping
+    assert info.elf_class == elf_class and info.endianness == ("little" if little else "big")
+    assert info.layout.startswith("classic")
+    loads = info.loads()
+    assert loads[0].sharing.startswith("code, shared") and ".bss" in loads[1].sharing
+
+
+def _gcc(tmp_path, name, *flags):
+    src = tmp_path / "g.c"
+    src.write_text("int counter = 3;\nint get(void) { return counter; }\nvoid put(int v) { counter = v; }\n")
+    out = tmp_path / name
+    subprocess.run(["gcc", "-shared", *flags, "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+def test_text_relocations_are_flagged(tmp_path):
+    textrel = read_elf(_gcc(tmp_path, "libtr.so", "-fno-PIC", "-mcmodel=large", "-Wl,-z,notext"))
+    assert textrel.textrel and not textrel.pic
+    code = next(s for s in textrel.loads() if "E" in s.flags)
+    assert code.relocations > 0 and "text relocations" in code.sharing
+    pic = read_elf(_gcc(tmp_path, "libpic.so", "-fPIC"))
+    assert not pic.textrel and pic.pic
+
+
+def test_relro_levels(tmp_path):
+    assert read_elf(_gcc(tmp_path, "a.so", "-fPIC", "-Wl,-z,relro,-z,now")).relro == "full"
+    assert read_elf(_gcc(tmp_path, "b.so", "-fPIC", "-Wl,-z,relro,-z,lazy")).relro == "partial"
+    assert read_elf(_gcc(tmp_path, "c.so", "-fPIC", "-Wl,-z,norelro")).relro == "none"
+
+
+def test_relocation_pages_match_readelf(tmp_path):
+    """The relocations counted per LOAD are those readelf -r lists (RELR expanded)."""
+    path = _gcc(tmp_path, "libr.so", "-fPIC", "-Wl,-z,now")
+    out = subprocess.run(["readelf", "-rW", path], capture_output=True, text=True).stdout
+    offsets = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and len(parts[0]) >= 8 and all(c in "0123456789abcdef" for c in parts[0]) and len(parts) > 2:
+            offsets.add(int(parts[0], 16))
+    info = read_elf(path)
+    assert sum(s.relocations for s in info.loads()) == len(offsets)
+    assert sum(s.reloc_pages for s in info.loads()) == len({o // 4096 for o in offsets})
+
+
+def test_header_summary_of_an_executable():
+    info = read_elf("/usr/bin/ls")
+    assert info.type == "DYN" and info.pie and info.interpreter
+
+
+def test_live_join_of_libc_in_a_peer():
+    libc = mechanism("dso").new_handle(path=None).path
+    with PeerGroup(1) as group:
+        pid = group[0].pid
+        group[0].call("attach", region="c", handle={"mechanism": "dso", "size": 0, "path": libc})
+        (info, joined), = join_pid(pid, libc, privileged=os.geteuid() == 0)
+        smaps = {e.mapping.start: e for e in read_smaps(pid)}
+    code = [m for m in joined.mappings if m.perms == "r-xp"]
+    assert len(code) == 1
+    load = next(s for s in info.loads() if s.index == code[0].segment)
+    assert "E" in load.flags and code[0].map_offset == load.offset - load.offset % 4096
+    for m in joined.mappings:
+        e = smaps[m.start]
+        assert (m.rss, m.pss, m.private_dirty, m.shared_clean) == (e["Rss"], e["Pss"], e["Private_Dirty"], e["Shared_Clean"])
+    assert {m.segment for m in joined.mappings} == {s.index for s in info.loads()}
+    if os.geteuid() == 0:
+        assert code[0].kpagecount_min >= 1
+
+
+def test_cli_json_and_several_paths(tmp_path):
+    bad = tmp_path / "trunc.so"
+    bad.write_bytes(open(os.path.join(LIBDIR, "libz.so.1"), "rb").read()[:100])
+    r = run_shmkit("elf", "--json", os.path.join(LIBDIR, "libz.so.1"), str(bad), os.path.join(LIBDIR, "libc.so"),
+                   str(tmp_path), str(tmp_path / "missing"), "/usr/lib/x86_64-linux-gnu/libc.so.6")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    docs = json.loads(r.stdout)
+    assert [os.path.basename(d["path"]) for d in docs] == ["libz.so.1", "libc.so.6"]
+    d = docs[1]
+    assert d["elf_class"] == 64 and d["endianness"] == "little" and d["type"] == "DYN" and d["pic"]
+    assert d["relro"] in ("partial", "full") and d["textrel"] is False
+    assert {"type", "offset", "vaddr", "paddr", "filesz", "memsz", "flags", "align", "sharing"} <= set(d["segments"][0])
+    assert any(s["type"] == "GNU_RELRO" for s in d["segments"])
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 4
+    assert "truncated" in errors[0] and "not an ELF" in errors[1] and "directory" in errors[2] and "no such file" in errors[3]
+
+
+def test_cli_table_and_join():
+    r = run_shmkit("elf", os.path.join(LIBDIR, "libc.so.6"))
+    assert r.returncode == 0 and "Program Headers:" in r.stdout and "Section to Segment mapping" in r.stdout
+    assert "code, shared" in r.stdout and "RELRO:" in r.stdout
+    r = run_shmkit("elf", "--pid", str(os.getpid()), "libc")
+    assert r.returncode == 0 and "r-xp" in r.stdout
+    r = run_shmkit("elf", "--pid", "999999")
+    assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_aslr():
+    r = run_shmkit("elf", "--aslr", "3", "--json", "libz.so.1")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["same_distance"] and d["distinct_bases"] >= 2 and len(d["peers"]) == 3
+
+
+def test_unreadable_file_as_nobody(nobody_env, tmp_path):
+    secret = tmp_path / "secret.so"
+    secret.write_bytes(open(os.path.join(LIBDIR, "libz.so.1"), "rb").read())
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o600)
+    r = run_as_nobody(nobody_env, "elf", str(secret), os.path.join(LIBDIR, "libz.so.1"))
+    assert r.returncode == 1 and "permission denied" in r.stderr and "Traceback" not in r.stderr
+    assert "Program Headers" in r.stdout
+
+
+_SEED = make_elf(64, True, 62)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.one_of(st.integers(0, 64 + 4 * 56), st.integers(0, len(_SEED) - 1)), st.integers(0, 255)),
+                min_size=1, max_size=8),
+       st.integers(16, len(_SEED)))
+def test_mutated_headers_never_crash(tmp_path_factory, edits, cut):
+    blob = bytearray(_SEED[:cut])
+    for pos, value in edits:
+        if pos < len(blob):
+            blob[pos] = value
+    path = tmp_path_factory.mktemp("m") / "m.so"
+    path.write_bytes(bytes(blob))
+    try:
+        info = read_elf(str(path))
+    except ShmkitError as err:
+        assert str(path) in str(err) and "\n" not in str(err)
+    else:
+        assert info.elf_class in (32, 64)

@@ -1,0 +1,72 @@
+import json
+import sys
+
+import click
+
+from toolkit.cli.common import library_errors
+
+
+@click.command()
+@click.argument("paths", nargs=-1)
+@click.option("--pid", type=int, default=None, help="Join a running process's mappings to its objects' PT_LOADs (PATHS then narrows to those libraries).")
+@click.option("--aslr", "aslr", type=int, default=None, metavar="N", help="Load the library in N peers: load addresses differ, distances do not.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: one object per file (an array for several).")
+@library_errors
+def elf(paths, pid, aslr, as_json):
+    """Program headers (as readelf -lW), each segment's sharing fate, hazards; or the live join with --pid."""
+    from toolkit.errors import ShmkitError
+    from toolkit.report import elf as report
+
+    out = sys.stdout
+    if pid is not None:
+        from toolkit.measure.elfjoin import join_pid
+        from toolkit.proc.pagemap import kpagecount_readable, probe_pfns_visible
+
+        privileged = probe_pfns_visible() and kpagecount_readable()
+        joined = []
+        for lib in (paths or (None,)):
+            joined += join_pid(pid, lib, privileged)
+        if as_json:
+            click.echo(json.dumps([report.join_to_json(i, j) for i, j in joined], indent=2))
+        else:
+            for info, j in joined:
+                report.render_join(info, j, out)
+        return
+    if aslr is not None:
+        from toolkit.measure.pic import load_layout
+
+        if aslr < 2:
+            raise click.BadParameter("needs at least 2 peers", param_hint="--aslr")
+        if len(paths) > 1:
+            raise click.UsageError("--aslr takes one library")
+        result = load_layout(paths[0] if paths else None, aslr)
+        if as_json:
+            click.echo(json.dumps({"library": result.library, "same_distance": result.same_distance,
+                                   "distinct_bases": result.distinct_bases,
+                                   "peers": [dict(pid=p.pid, base=p.base, text_start=p.text_start,
+                                                  data_start=p.data_start, text_to_data=p.text_to_data)
+                                             for p in result.peers]}, indent=2))
+        else:
+            report.render_pic(result, out)
+        return
+    if not paths:
+        raise click.UsageError("give one or more ELF files, or --pid PID")
+    from toolkit.elf.headers import read_elf
+
+    failed = 0
+    docs = []
+    for path in paths:
+        try:
+            info = read_elf(path)
+        except ShmkitError as err:
+            failed += 1
+            click.echo(f"shmkit: {err}", err=True)
+            continue
+        if as_json:
+            docs.append(report.elf_to_json(info))
+        else:
+            report.render_elf(info, out)
+    if as_json and docs:
+        click.echo(json.dumps(docs[0] if len(paths) == 1 else docs, indent=2))
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,405 @@
+"""Read an ELF file's headers, dynamic flags and relocations; say what sharing each PT_LOAD gets."""
+from __future__ import annotations
+
+import array
+import bisect
+import mmap
+import os
+import struct
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from toolkit.errors import AccessDenied, NotELF, NotFound
+
+RUNTIME_PAGE = 4096  # relocations dirty pages of the size the kernel maps; 4 KiB on the platforms we run on
+
+# dynamic tags and flags (elf.h)
+DT_NULL, DT_RELA, DT_RELASZ, DT_RELAENT, DT_REL, DT_RELSZ, DT_RELENT = 0, 7, 8, 9, 17, 18, 19
+DT_PLTRELSZ, DT_PLTREL, DT_JMPREL, DT_TEXTREL, DT_BIND_NOW, DT_FLAGS = 2, 20, 23, 22, 24, 30
+DT_RELRSZ, DT_RELR, DT_RELRENT, DT_FLAGS_1 = 35, 36, 37, 0x6FFFFFFB
+DF_TEXTREL, DF_BIND_NOW = 0x4, 0x8
+DF_1_NOW, DF_1_PIE = 0x1, 0x08000000
+PF_X, PF_W, PF_R = 1, 2, 4
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One program header, with the values readelf -lW prints."""
+
+    index: int
+    type: str  # 'LOAD', 'GNU_RELRO', ... as readelf names it
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+    flags: str  # 'R E', 'RW', 'R'
+    align: int
+    sections: tuple = ()
+    sharing: str = ""
+    relocations: int = 0  # dynamic relocations that land in it (LOAD only)
+    reloc_pages: int = 0  # distinct pages those relocations dirty
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    path: str
+    elf_class: int
+    endianness: str
+    machine: str
+    type: str  # 'EXEC', 'DYN', 'REL', 'CORE'
+    type_description: str
+    pie: bool
+    entry: int
+    phoff: int
+    segments: tuple
+    textrel: bool
+    relro: str  # 'none', 'partial', 'full'
+    bind_now: bool
+    pic: bool
+    layout: str
+    interpreter: Optional[str] = None
+    notes: tuple = field(default_factory=tuple)
+
+    def loads(self):
+        return [s for s in self.segments if s.type == "LOAD"]
+
+
+def _ptype_name(p_type, describe) -> str:
+    if isinstance(p_type, str):
+        name = describe(p_type)
+        return name
+    # numeric: readelf's spelling for unknown types
+    if 0x60000000 <= p_type <= 0x6FFFFFFF:
+        return f"LOOS+0x{p_type - 0x60000000:x}"
+    if 0x70000000 <= p_type <= 0x7FFFFFFF:
+        return f"LOPROC+0x{p_type - 0x70000000:x}"
+    return f"<unknown>: 0x{p_type:x}"
+
+
+def _flags(p_flags: int) -> str:
+    return ("R" if p_flags & PF_R else " ") + ("W" if p_flags & PF_W else " ") + ("E" if p_flags & PF_X else " ")
+
+
+def _page_down(x, page=RUNTIME_PAGE):
+    return x - x % page
+
+
+def open_elf_bytes(path: str):
+    """Open and check the magic; errors become the library's, one line each."""
+    try:
+        if os.path.isdir(path):
+            raise NotELF(f"{path}: is a directory")
+        f = open(path, "rb")
+    except FileNotFoundError as err:
+        raise NotFound(f"{path}: no such file") from err
+    except PermissionError as err:
+        raise AccessDenied(path, f"{path}: permission denied") from err
+    except IsADirectoryError as err:
+        raise NotELF(f"{path}: is a directory") from err
+    head = f.read(16)
+    if head[:4] != b"\x7fELF":
+        f.close()
+        if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+            raise NotELF(f"{path}: not an ELF file (text, perhaps a linker script)")
+        raise NotELF(f"{path}: not an ELF file")
+    f.seek(0)
+    return f
+
+
+def read_elf(path: str) -> ElfInfo:
+    f = open_elf_bytes(path)
+    try:
+        size = os.fstat(f.fileno()).st_size
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return _read(path, m, size)
+    except (NotELF, NotFound, AccessDenied):
+        raise
+    except Exception as err:  # hostile input can break any parser; the file is the problem, say so
+        raise NotELF(f"{path}: malformed ELF: {type(err).__name__}: {err}") from err
+    finally:
+        f.close()
+
+
+# Header layouts (elf.h): ELF header after e_ident, program header, section header
+_EHDR = {32: "HHIIIIIHHHHHH", 64: "HHIQQQIHHHHHH"}
+_PHDR = {32: "IIIIIIII", 64: "IIQQQQQQ"}
+_SHDR = {32: "IIIIIIIIII", 64: "IIQQQQIIQQ"}
+SHF_ALLOC, SHF_TLS, SHT_NOBITS = 0x2, 0x400, 8
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_TLS, PT_PHDR, PT_GNU_RELRO = 1, 2, 3, 7, 6, 0x6474E552
+
+
+def _names():
+    """Number -> name tables from pyelftools' enums, and its readelf-style descriptions."""
+    global _NAMES
+    if _NAMES is None:
+        from elftools.elf import enums
+        from elftools.elf.descriptions import describe_e_machine, describe_e_type, describe_p_type
+
+        rev = lambda d: {v: k for k, v in d.items() if not k.startswith("_")}  # noqa: E731
+        ptypes = {None: rev(enums.ENUM_P_TYPE_BASE)}
+        for mach, table in (("EM_ARM", enums.ENUM_P_TYPE_ARM), ("EM_AARCH64", enums.ENUM_P_TYPE_AARCH64),
+                            ("EM_MIPS", enums.ENUM_P_TYPE_MIPS), ("EM_RISCV", enums.ENUM_P_TYPE_RISCV)):
+            ptypes[mach] = rev(table)
+        _NAMES = (rev(enums.ENUM_E_MACHINE), rev(enums.ENUM_E_TYPE), ptypes,
+                  describe_e_machine, describe_e_type, describe_p_type)
+    return _NAMES
+
+
+_NAMES = None
+
+
+def _truncated(path, what, size):
+    return NotELF(f"{path}: truncated ELF: {what} lies beyond the end of the file ({size} bytes)")
+
+
+def _read(path, m, size) -> ElfInfo:
+    machines, etypes, ptypes, describe_e_machine, describe_e_type, describe_p_type = _names()
+    if size < 16:
+        raise _truncated(path, "the identification", size)
+    cls = {1: 32, 2: 64}.get(m[4])
+    if cls is None:
+        raise NotELF(f"{path}: bad ELF class byte {m[4]}")
+    little = {1: True, 2: False}.get(m[5])
+    if little is None:
+        raise NotELF(f"{path}: bad ELF data (byte order) byte {m[5]}")
+    e = "<" if little else ">"
+    ehdr = struct.Struct(e + _EHDR[cls])
+    if size < 16 + ehdr.size:
+        raise _truncated(path, "the ELF header", size)
+    (e_type, e_machine, _ver, e_entry, e_phoff, e_shoff, _e_flags, _ehsize, e_phentsize, e_phnum,
+     e_shentsize, e_shnum, e_shstrndx) = ehdr.unpack_from(m, 16)
+
+    sstruct = struct.Struct(e + _SHDR[cls])
+    sections, notes = [], []
+    if e_shoff and (e_shnum or e_phnum == 0xFFFF or e_shstrndx == 0xFFFF):
+        if e_shentsize < sstruct.size or e_shoff + sstruct.size > size:
+            notes.append("section headers unreadable: no section to segment mapping")
+        else:
+            first = sstruct.unpack_from(m, e_shoff)
+            shnum = e_shnum or first[5]  # more than 0xff00 sections: the count is in section 0
+            if e_phnum == 0xFFFF:
+                e_phnum = first[7]
+            if e_shstrndx == 0xFFFF:
+                e_shstrndx = first[6]
+            if e_shoff + shnum * e_shentsize > size:
+                notes.append("section header table truncated: no section to segment mapping")
+            else:
+                raw = [sstruct.unpack_from(m, e_shoff + i * e_shentsize) for i in range(shnum)]
+                strtab = raw[e_shstrndx] if e_shstrndx < shnum else None
+                for sh in raw[1:]:
+                    name = ""
+                    if strtab is not None and strtab[4] + sh[0] < size:
+                        lo = strtab[4] + sh[0]
+                        hi = m.find(b"\0", lo, min(size, strtab[4] + strtab[5]))
+                        name = bytes(m[lo:hi if hi >= 0 else lo]).decode("latin-1")
+                    sections.append((name,) + sh[1:6])  # name, type, flags, addr, offset, size
+
+    pstruct = struct.Struct(e + _PHDR[cls])
+    if e_phnum and (e_phentsize < pstruct.size or e_phoff + e_phnum * e_phentsize > size):
+        raise _truncated(path, "the program header table", size)
+    phdrs = []
+    for i in range(e_phnum):
+        v = pstruct.unpack_from(m, e_phoff + i * e_phentsize)
+        if cls == 64:
+            p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align = v
+        else:
+            p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align = v
+        phdrs.append((p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align))
+
+    mach_name = machines.get(e_machine, e_machine)
+    ptype_names = ptypes.get(mach_name, ptypes[None])
+    dyn = _dynamic(m, size, phdrs, cls, little)
+    flags = dyn.get(DT_FLAGS, 0)
+    flags_1 = dyn.get(DT_FLAGS_1, 0)
+    textrel = DT_TEXTREL in dyn or bool(flags & DF_TEXTREL)
+    bind_now = DT_BIND_NOW in dyn or bool(flags & DF_BIND_NOW) or bool(flags_1 & DF_1_NOW)
+    has_relro = any(p[0] == PT_GNU_RELRO for p in phdrs)
+    relro = "none" if not has_relro else ("full" if bind_now else "partial")
+    type_name = etypes.get(e_type, e_type)
+    type_short = type_name[3:] if isinstance(type_name, str) and type_name.startswith("ET_") else str(e_type)
+    pie = type_short == "DYN" and bool(flags_1 & DF_1_PIE)
+    relocs = sorted(_reloc_offsets(m, size, dyn, phdrs, cls, little))
+
+    relro_ranges = [(p[3], p[3] + p[6]) for p in phdrs if p[0] == PT_GNU_RELRO]
+    segs = []
+    for i, (p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align) in enumerate(phdrs):
+        kind = _ptype_name(ptype_names.get(p_type, p_type), describe_p_type)
+        n_rel = n_pages = 0
+        if p_type == PT_LOAD and relocs:
+            n_rel, n_pages = _count_in(relocs, p_vaddr, p_vaddr + p_memsz)
+        segs.append(Segment(
+            index=i, type=kind, offset=p_offset, vaddr=p_vaddr, paddr=p_paddr, filesz=p_filesz, memsz=p_memsz,
+            flags=_flags(p_flags).rstrip(), align=p_align,
+            sections=tuple(sec[0] for sec in sections if _in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz, sec)),
+            sharing=describe_sharing(kind, p_flags, p_vaddr, p_filesz, p_memsz, relro_ranges, textrel),
+            relocations=n_rel, reloc_pages=n_pages,
+        ))
+    interp = None
+    for p in phdrs:
+        if p[0] == PT_INTERP and p[2] + p[5] <= size:
+            interp = bytes(m[p[2]:p[2] + p[5]]).split(b"\0", 1)[0].decode("latin-1")
+    return ElfInfo(
+        path=path, elf_class=cls, endianness="little" if little else "big",
+        machine=describe_e_machine(mach_name) if isinstance(mach_name, str) else f"<unknown>: 0x{e_machine:x}",
+        type=type_short,
+        type_description=("DYN (Position-Independent Executable file)" if pie
+                          else describe_e_type(type_name) if isinstance(type_name, str) else f"<unknown>: {e_type:x}"),
+        pie=pie, entry=e_entry, phoff=e_phoff, segments=tuple(segs), textrel=textrel,
+        relro=relro, bind_now=bind_now, pic=type_short == "DYN" and not textrel, layout=describe_layout(segs),
+        interpreter=interp, notes=tuple(notes),
+    )
+
+
+def _count_in(sorted_offsets, lo, hi):
+    """(relocations in [lo, hi), distinct pages they touch): a bisect per touched page, not per entry."""
+    i = bisect.bisect_left(sorted_offsets, lo)
+    end = bisect.bisect_left(sorted_offsets, hi, i)
+    n, pages = end - i, 0
+    while i < end:
+        pages += 1
+        i = bisect.bisect_left(sorted_offsets, (sorted_offsets[i] // RUNTIME_PAGE + 1) * RUNTIME_PAGE, i, end)
+    return n, pages
+
+
+def _in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz, sec) -> bool:
+    """binutils' ELF_SECTION_IN_SEGMENT_STRICT, as readelf applies it for the mapping."""
+    _name, sh_type, sh_flags, sh_addr, sh_offset, sh_size = sec
+    tls = sh_flags & SHF_TLS
+    if tls and p_type not in (PT_TLS, PT_GNU_RELRO, PT_LOAD):
+        return False
+    if not tls and p_type in (PT_TLS, PT_PHDR):
+        return False
+    # a .tbss takes no room outside the PT_TLS segment (ELF_TBSS_SPECIAL)
+    if tls and sh_type == SHT_NOBITS and p_type != PT_TLS:
+        return False
+    alloc = sh_flags & SHF_ALLOC
+    if not alloc and p_type in (PT_LOAD, PT_DYNAMIC, 0x6474E550, PT_GNU_RELRO, 0x6474E551):
+        return False
+    if alloc:
+        if not (sh_addr >= p_vaddr and sh_addr - p_vaddr + sh_size <= p_memsz
+                and (p_memsz == 0 or sh_addr - p_vaddr <= p_memsz - 1)):
+            return False
+    if sh_type == SHT_NOBITS:
+        return True
+    return (sh_offset >= p_offset and sh_offset - p_offset + sh_size <= p_filesz
+            and (p_filesz == 0 or sh_offset - p_offset <= p_filesz - 1))
+
+
+def describe_layout(segs) -> str:
+    loads = [s.flags for s in segs if s.type == "LOAD"]
+    if loads == ["R E", "RW"]:
+        return "classic: two LOADs (code and read-only data R E, then data RW)"
+    if loads == ["R", "R E", "R", "RW"]:
+        return "separated code (-z separate-code): four LOADs (R, R E, R, RW), code alone in its own pages"
+    if not loads:
+        return "no LOAD segments (not mapped by the loader)"
+    return f"{len(loads)} LOADs ({', '.join(loads)})"
+
+
+def describe_sharing(kind, p_flags, vaddr, filesz, memsz, relro_ranges, textrel) -> str:
+    """The fate of a segment's pages in a process, in one phrase."""
+    if kind == "GNU_RELRO":
+        return "RELRO: written by the dynamic linker during relocation, then read-only: private once written"
+    if kind != "LOAD":
+        return ""
+    parts = []
+    if p_flags & PF_X:
+        parts.append("code with text relocations: written at load, so private in each process" if textrel
+                     else "code, shared (the same physical pages in every process)")
+    elif not p_flags & PF_W:
+        parts.append("read-only data, shared (the same physical pages in every process)"
+                     if not textrel else "read-only data; text relocations may write it at load")
+    else:
+        lo, hi = vaddr, vaddr + memsz
+        if any(r_lo < hi and lo < r_hi for r_lo, r_hi in relro_ranges):
+            parts.append("starts with RELRO (written during relocation, then read-only: private once written)")
+        parts.append("data: private copy on first write, shared with the page cache until then")
+        if memsz > filesz:
+            parts.append(f".bss: {memsz - filesz} bytes of anonymous zero pages")
+    return "; ".join(parts)
+
+
+def _dynamic(m, size, phdrs, cls, little) -> dict:
+    """Dynamic tags from PT_DYNAMIC (what the loader reads), the first value of each, up to DT_NULL."""
+    for p in phdrs:
+        if p[0] == PT_DYNAMIC:
+            lo, n = p[2], p[5]
+            if lo >= size:
+                return {}
+            words = _words(m[lo:min(size, lo + n)], cls // 8, little)
+            out = {}
+            for i in range(0, len(words) - 1, 2):
+                tag = words[i]
+                if tag == DT_NULL:
+                    break
+                out.setdefault(tag, words[i + 1])
+            return out
+    return {}
+
+
+def _vaddr_to_offset(phdrs, vaddr):
+    for p in phdrs:
+        if p[0] == PT_LOAD and p[3] <= vaddr < p[3] + p[5]:
+            return vaddr - p[3] + p[2]
+    return None
+
+
+def _words(blob, width: int, little: bool) -> array.array:
+    """A table of unsigned words at C speed, in host order."""
+    a = array.array("Q" if width == 8 else "I")
+    a.frombytes(bytes(blob[: len(blob) - len(blob) % width]))
+    if little != (sys.byteorder == "little"):
+        a.byteswap()
+    return a
+
+
+def _reloc_offsets(m, size, dyn, phdrs, cls, little) -> list:
+    """r_offset of every dynamic relocation (REL, RELA, JMPREL, RELR), each table read in bulk."""
+    width = cls // 8
+    out = []
+
+    def table(addr_tag, size_tag):
+        if addr_tag not in dyn or not dyn.get(size_tag):
+            return None
+        off = _vaddr_to_offset(phdrs, dyn[addr_tag])
+        n = dyn[size_tag]
+        if off is None or off + n > size:
+            return None
+        return m[off:off + n]
+
+    blob = table(DT_RELA, DT_RELASZ)
+    if blob:
+        out.extend(_words(blob, width, little)[0::3])
+    blob = table(DT_REL, DT_RELSZ)
+    if blob:
+        out.extend(_words(blob, width, little)[0::2])
+    blob = table(DT_JMPREL, DT_PLTRELSZ)
+    if blob:
+        out.extend(_words(blob, width, little)[0::3 if dyn.get(DT_PLTREL) == DT_RELA else 2])
+    blob = table(DT_RELR, DT_RELRSZ)
+    if blob:
+        out.extend(_decode_relr(_words(blob, width, little), width))
+    return out
+
+
+def _decode_relr(words, width):
+    """SHT_RELR: an address, then bitmaps for the (8*width - 1) words after it."""
+    out = []
+    where = 0
+    bits = 8 * width - 1
+    for w in words:
+        if not w & 1:
+            out.append(w)
+            where = w + width
+        else:
+            bitmap = w >> 1
+            i = 0
+            while bitmap:
+                if bitmap & 1:
+                    out.append(where + i * width)
+                bitmap >>= 1
+                i += 1
+            where += bits * width
+    return out

@@ -1,0 +1,141 @@
+"""Join a live process's mappings to the PT_LOAD segments they came from, with smaps and kpagecount."""
+from __future__ import annotations
+
+import os
+import statistics
+from dataclasses import dataclass
+from typing import Optional
+
+from toolkit.elf.headers import ElfInfo, read_elf
+from toolkit.errors import NotFound, ShmkitError
+from toolkit.proc.maps import read_smaps
+from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecount, read_pagemap
+
+
+@dataclass(frozen=True)
+class JoinedMapping:
+    segment: int  # index in the program header table
+    load_flags: str
+    load_offset: int  # p_offset
+    aligned_offset: int  # p_offset rounded down to a page: what mmap got
+    start: int
+    end: int
+    perms: str
+    map_offset: int
+    anonymous: bool  # the .bss tail beyond the file
+    rss: int
+    pss: int
+    shared_clean: int
+    shared_dirty: int
+    private_clean: int
+    private_dirty: int
+    kpagecount_min: Optional[int] = None
+    kpagecount_median: Optional[int] = None
+    kpagecount_max: Optional[int] = None
+    sharing: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectJoin:
+    pid: int
+    path: str
+    base: int  # load address: where vaddr 0 of the object sits in this process
+    mappings: tuple
+    privileged: bool
+    note: str = ""
+
+
+def _down(x):
+    return x - x % PAGE_SIZE
+
+
+def _up(x):
+    return -(-x // PAGE_SIZE) * PAGE_SIZE
+
+
+def join_object(pid, path: str, smaps, info: ElfInfo, privileged: bool) -> ObjectJoin:
+    loads = info.loads()
+    mine = [e for e in smaps if e.mapping.path == path]
+    first = min(loads, key=lambda s: s.offset)
+    zero = next((e for e in mine if e.mapping.offset == _down(first.offset)), None)
+    if zero is None:
+        raise NotFound(f"{path}: no mapping at file offset {first.offset:#x} in process {pid}")
+    base = zero.mapping.start - _down(first.vaddr)
+    rows = []
+    for i, e in enumerate(smaps):
+        m = e.mapping
+        is_file = m.path == path
+        is_bss = (not m.path and m.inode == 0 and i > 0 and smaps[i - 1].mapping.path == path
+                  and smaps[i - 1].mapping.end == m.start)
+        if not (is_file or is_bss):
+            continue
+        rel = m.start - base
+        seg = next((s for s in loads if _down(s.vaddr) <= rel < _up(s.vaddr + s.memsz)), None)
+        if seg is None:
+            continue
+        kmin = kmed = kmax = None
+        if privileged:
+            pfns = [p for p in read_pagemap(pid, m.start, m.end).pfns if p is not None]
+            if pfns:
+                counts = read_kpagecount(pfns)
+                vals = [counts[p] for p in pfns]
+                kmin, kmed, kmax = min(vals), int(statistics.median(vals)), max(vals)
+        rows.append(JoinedMapping(
+            segment=seg.index, load_flags=seg.flags, load_offset=seg.offset, aligned_offset=_down(seg.offset),
+            start=m.start, end=m.end, perms=m.perms, map_offset=m.offset, anonymous=is_bss,
+            rss=e.get("Rss", 0), pss=e.get("Pss", 0), shared_clean=e.get("Shared_Clean", 0),
+            shared_dirty=e.get("Shared_Dirty", 0), private_clean=e.get("Private_Clean", 0),
+            private_dirty=e.get("Private_Dirty", 0), kpagecount_min=kmin, kpagecount_median=kmed,
+            kpagecount_max=kmax, sharing=_fate(m.perms, is_bss, seg.flags),
+        ))
+    return ObjectJoin(pid, path, base, tuple(rows), privileged)
+
+
+def _fate(perms, bss, load_flags) -> str:
+    if bss:
+        return ".bss: anonymous, private"
+    if "x" in perms:
+        return "code: page cache, shared"
+    if "w" in perms:
+        return "data: private once written"
+    if "W" in load_flags:
+        return "RELRO: written at relocation (an anonymous copy), now read-only"
+    return "read-only: page cache, shared"
+
+
+def loaded_objects(smaps) -> list:
+    """Paths of the ELF objects mapped in a process, in address order."""
+    seen, out = set(), []
+    for e in smaps:
+        p = e.mapping.path
+        if p.startswith("/") and p not in seen and not e.mapping.deleted and "x" in e.mapping.perms:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def join_pid(pid: int, library: str | None = None, privileged: bool = False) -> list:
+    """Every loaded object of pid (or those whose path or name matches library), joined."""
+    smaps = read_smaps(pid)
+    objects = loaded_objects(smaps)
+    if library:
+        real = os.path.realpath(library) if os.path.sep in library else None
+        objects = [p for p in objects if p == real or p == library or os.path.basename(p).startswith(library)]
+        if not objects:
+            raise NotFound(f"process {pid} has no library matching {library!r} mapped")
+    out = []
+    for path in objects:
+        try:
+            info = read_elf(_reachable(pid, path))
+        except ShmkitError:
+            continue  # not an ELF we can read (e.g. a file in another mount namespace): skip
+        if not info.loads():
+            continue
+        out.append((info, join_object(pid, path, smaps, info, privileged)))
+    return out
+
+
+def _reachable(pid, path):
+    """Read the object through /proc/PID/root where the process sees another file system."""
+    via_root = f"/proc/{pid}/root{path}"
+    return path if os.path.exists(path) else via_root
