@@ -378,3 +378,42 @@ class Comparison:
     shmem_before: Optional[int] = None  # /proc/meminfo Shmem (bytes), before and with the regions held
     shmem_during: Optional[int] = None
     notes: tuple = ()
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    mechanism: str
+    size_bytes: int
+    phase: str
+    median_s: Optional[float]
+    p10_s: Optional[float]
+    p90_s: Optional[float]
+    min_s: Optional[float]
+    repeat: int
+    minor_faults: Optional[int]
+    pages: int
+    ns_per_page: Optional[float] = None  # touch phases
+    gb_per_s: Optional[float] = None  # touch phases
+
+    @classmethod
+    def from_phase(cls, mechanism, size, page_size, phase: Phase) -> "BenchRow":
+        pages = -(-size // page_size)
+        touch = phase.name in ("first_touch", "read_through")
+        med = phase.median_s
+        return cls(
+            mechanism, size, phase.name, med, phase.p10_s, phase.p90_s, phase.min_s, phase.repeat,
+            phase.minor_faults, pages,
+            ns_per_page=(med * 1e9 / pages) if touch and med else None,
+            gb_per_s=(size / med / 1e9) if touch and med else None,
+        )
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    machine: dict
+    rows: tuple  # of BenchRow
+    findings: tuple = ()
+    notes: tuple = ()

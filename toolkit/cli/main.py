@@ -11,6 +11,7 @@ import click
 COMMANDS = {
     "compare": "toolkit.cli.compare:compare",
     "elf": "toolkit.cli.elf:elf",
+    "bench": "toolkit.cli.bench:bench",
 }
 
 

@@ -20,17 +20,17 @@ class Janitor:
             stdin=subprocess.PIPE, text=True, bufsize=1, start_new_session=True, env=env,
         )
 
-    def _send(self, verb, handle):
-        self.proc.stdin.write(json.dumps({"verb": verb, "handle": handle.to_json()}) + "\n")
+    def _send(self, verb, handles):
+        self.proc.stdin.write("".join(json.dumps({"verb": verb, "handle": h.to_json()}) + "\n" for h in handles))
         self.proc.stdin.flush()
 
-    def watch(self, handle):
-        """Call before creating the object the handle names."""
-        self._send("watch", handle)
+    def watch(self, *handles):
+        """Call before creating the objects the handles name (one write for all of them)."""
+        self._send("watch", handles)
 
-    def forget(self, handle):
-        """Call once the object is removed (or marked for removal)."""
-        self._send("forget", handle)
+    def forget(self, *handles):
+        """Call once the objects are removed (or marked for removal)."""
+        self._send("forget", handles)
 
     def close(self):
         try:

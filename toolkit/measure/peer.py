@@ -198,6 +198,36 @@ class _Server:
         self.mech(att.handle.mechanism).detach(att)
         return {}
 
+    def op_second(self, handle):
+        """A second process's phases on an existing object: attach, read every page, detach."""
+        from toolkit import vm
+        from toolkit.mechanisms import Handle
+
+        h = Handle.from_json(handle)
+        m = self.mech(h.mechanism)
+        out = {}
+        f0, t0 = vm.minor_faults(), time.monotonic()
+        att = m.attach(h)
+        t1, f1 = time.monotonic(), vm.minor_faults()
+        out["second_attach"] = (t1 - t0, f1 - f0)
+        try:
+            f0, t0 = vm.minor_faults(), time.monotonic()
+            vm.populate_read(att.addr, att.length)
+            t1, f1 = time.monotonic(), vm.minor_faults()
+            out["read_through"] = (t1 - t0, f1 - f0)
+        finally:
+            f0, t0 = vm.minor_faults(), time.monotonic()
+            m.detach(att)
+            t1, f1 = time.monotonic(), vm.minor_faults()
+        out["second_detach"] = (t1 - t0, f1 - f0)
+        return out
+
+    def op_library_phases(self, path, repeat, warmup=1, symbol=None, cold=False):
+        from toolkit.measure.setup import library_phases
+
+        s, note = library_phases(path, repeat, warmup, symbol, cold)
+        return {"seconds": s.seconds, "faults": s.faults, "note": note}
+
     def op_create(self, handle, mode=0o600):
         """Create an object and keep nothing: used to show what outlives its creator."""
         from toolkit.mechanisms import Handle

@@ -1,20 +1,44 @@
-"""Setup cost: create, attach, first touch, detach, destroy, each timed on its own."""
+"""Setup cost: each phase of a mechanism's life timed on its own (monotonic clock, minor faults).
+
+The owner's phases run in this process: create, attach, first_touch, detach, destroy.
+A second process's phases run in a peer: attach, read_through, detach of an existing object.
+"""
 from __future__ import annotations
 
+import gc
 import time
 
 from toolkit import mechanisms, vm
-from toolkit.proc.maps import read_maps
 from toolkit.records import Phase, SetupCost
 
 PHASES = ("create", "attach", "first_touch", "detach", "destroy")
+SECOND_PHASES = ("second_attach", "read_through", "second_detach")
 
 
-class _Timer:
-    """Monotonic time and minor faults of one phase."""
+class Samples:
+    """Seconds and minor faults per phase; `record` False during warm-up."""
 
-    def __init__(self, samples, faults, name):
-        self.samples, self.faults, self.name = samples, faults, name
+    def __init__(self, names):
+        self.names = tuple(names)
+        self.seconds = {n: [] for n in names}
+        self.faults = {n: [] for n in names}
+        self.record = True
+
+    def time(self, name):
+        return _Timed(self, name)
+
+    def add(self, name, seconds, faults):
+        if self.record:
+            self.seconds[name].append(seconds)
+            self.faults[name].append(faults)
+
+    def phases(self) -> tuple:
+        return tuple(Phase.from_samples(n, self.seconds[n], self.faults[n]) for n in self.names)
+
+
+class _Timed:
+    def __init__(self, samples, name):
+        self.samples, self.name = samples, name
 
     def __enter__(self):
         self.f0 = vm.minor_faults()
@@ -23,75 +47,142 @@ class _Timer:
     def __exit__(self, exc_type, *rest):
         t1 = time.monotonic()
         f1 = vm.minor_faults()
-        if exc_type is None and self.record:
-            self.samples[self.name].append(t1 - self.t0)
-            self.faults[self.name].append(f1 - self.f0)
+        if exc_type is None:
+            self.samples.add(self.name, t1 - self.t0, f1 - self.f0)
 
 
-def _timers(record: bool, samples, faults):
-    out = {}
-    for name in samples:
-        t = _Timer(samples, faults, name)
-        t.record = record
-        out[name] = t
-    return out
+def owner_phases(name: str, size: int, repeat: int, janitor, warmup: int = 1, huge: bool = False) -> Samples:
+    """Create, attach, first touch, detach, destroy in this process, `repeat` times after `warmup`."""
+    mech = mechanisms.get(name)
+    s = Samples(PHASES)
+    # Keys and names are chosen and handed to the janitor up front, in one write, so that no pipe
+    # write (and no janitor wake-up) falls between the timed phases; the collector stays off, as in timeit.
+    handles = [mech.new_handle(size, huge=huge) for _ in range(warmup + repeat)]
+    if mech.creates_objects:
+        janitor.watch(*handles)
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for i, handle in enumerate(handles):
+            s.record = i >= warmup
+            att = None
+            created = False
+            try:
+                if mech.creates_objects:
+                    with s.time("create"):
+                        mech.create(handle)
+                else:
+                    mech.create(handle)  # nothing exists apart from the mapping: no phase to time
+                created = True
+                with s.time("attach"):
+                    att = mech.attach(handle)
+                with s.time("first_touch"):
+                    vm.populate_write(att.addr, att.length)
+                with s.time("detach"):
+                    mech.detach(att)
+                att = None
+                if mech.creates_objects:
+                    with s.time("destroy"):
+                        mech.destroy(handle)
+                else:
+                    mech.destroy(handle)
+                created = False
+            finally:
+                if att is not None:
+                    mech.detach(att)
+                if created:
+                    mech.destroy(handle)
+    finally:
+        if gc_was_on:
+            gc.enable()
+        if mech.creates_objects:
+            janitor.forget(*handles)
+    return s
+
+
+def second_phases(name: str, size: int, repeat: int, janitor, peer, warmup: int = 1, huge: bool = False) -> Samples:
+    """A peer attaches an object we made and touched, reads every page once, detaches."""
+    mech = mechanisms.get(name)
+    s = Samples(SECOND_PHASES)
+    for i in range(warmup + repeat):
+        s.record = i >= warmup
+        handle = mech.new_handle(size, huge=huge)
+        janitor.watch(handle)
+        mech.create(handle)
+        try:
+            janitor.watch(handle)
+            att = mech.attach(handle)
+            try:
+                vm.populate_write(att.addr, att.length)
+                reply = peer.call("second", handle=handle.to_json())
+            finally:
+                mech.detach(att)
+            for phase in SECOND_PHASES:
+                s.add(phase, reply[phase][0], reply[phase][1])
+        finally:
+            mech.destroy(handle)
+            janitor.forget(handle)
+    return s
 
 
 def measure_explicit(name: str, size: int, repeat: int, janitor, warmup: int = 1) -> SetupCost:
-    """System V or POSIX: every phase in this process, `repeat` times after `warmup` discarded runs."""
-    mech = mechanisms.get(name)
-    samples = {p: [] for p in PHASES}
-    faults = {p: [] for p in PHASES}
-    for i in range(warmup + repeat):
-        t = _timers(i >= warmup, samples, faults)
-        handle = mech.new_handle(size)
-        janitor.watch(handle)
-        att = None
-        created = False
-        try:
-            with t["create"]:
-                mech.create(handle)
-            created = True
-            janitor.watch(handle)  # now with its shmid
-            with t["attach"]:
-                att = mech.attach(handle)
-            with t["first_touch"]:
-                vm.populate_write(att.addr, att.length)
-            with t["detach"]:
-                mech.detach(att)
-            att = None
-            with t["destroy"]:
-                mech.destroy(handle)
-            created = False
-        finally:
-            if att is not None:
-                mech.detach(att)
-            if created:
-                mech.destroy(handle)
-            janitor.forget(handle)
-    return SetupCost(name, tuple(Phase.from_samples(p, samples[p], faults[p]) for p in PHASES), vm.touch_method())
+    """The owner's phases as a SetupCost record (used by compare)."""
+    return SetupCost(name, owner_phases(name, size, repeat, janitor, warmup).phases(), vm.touch_method())
 
 
-def measure_library(path: str, repeat: int, warmup: int = 1) -> SetupCost:
-    """dlopen (attach), reading every code page in (first touch), dlclose (detach); nothing to create."""
+DSO_PHASES = ("attach", "first_call", "first_touch", "detach")
+
+
+def library_phases(path: str, repeat: int, warmup: int = 1, symbol: str | None = None, cold: bool = False) -> tuple:
+    """dlopen (attach), a first call, reading the code in (first touch), dlclose (detach), in this process.
+    Returns (Samples, note)."""
+    import ctypes
+    import os
+
     from toolkit.mechanisms.dso import Dso, library_mappings
+    from toolkit.proc.maps import read_maps
 
-    samples = {p: [] for p in ("attach", "first_touch", "detach")}
-    faults = {p: [] for p in samples}
+    s = Samples(DSO_PHASES)
     already = bool(library_mappings(read_maps("self"), path)[0])
+    unloaded = True
     for i in range(warmup + repeat):
-        t = _timers(i >= warmup, samples, faults)
-        with t["attach"]:
+        s.record = i >= warmup
+        if cold:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        with s.time("attach"):
             lib = Dso.dlopen(path)
         try:
+            if symbol:
+                fn = getattr(lib, symbol)
+                fn.restype = ctypes.c_void_p
+                with s.time("first_call"):
+                    fn()
             text, _ = library_mappings(read_maps("self"), path)
-            with t["first_touch"]:
+            with s.time("first_touch"):
                 for m in text:
                     vm.populate_read(m.start, m.size)
         finally:
-            with t["detach"]:
+            with s.time("detach"):
                 Dso.dlclose(lib)
-    phases = (Phase("create", None),) + tuple(Phase.from_samples(p, samples[p], faults[p]) for p in samples) + (Phase("destroy", None),)
-    note = ("already mapped by the loader at start: dlopen only counts a reference, dlclose does not unmap"
-            if already else "dlopen maps the file's PT_LOADs from the page cache (warm)")
-    return SetupCost("dso", phases, "MADV_POPULATE_READ" if vm.has_madvise(vm.MADV_POPULATE_READ) else "read", note)
+        if not already and library_mappings(read_maps("self"), path)[0]:
+            unloaded = False
+    if already:
+        note = "already mapped by the loader at start: dlopen only counts a reference, dlclose does not unmap"
+    elif not unloaded:
+        note = "dlclose did not unmap it (NODELETE or a dependent keeps it): later runs reused the mapping"
+    else:
+        note = ("page cache cold: evicted with posix_fadvise(DONTNEED) before each run" if cold
+                else "page cache warm") + "; dlopen maps its PT_LOADs, dlclose unmaps them"
+    return s, note
+
+
+def measure_library(path: str, repeat: int, warmup: int = 1) -> SetupCost:
+    s, note = library_phases(path, repeat, warmup)
+    by = dict(zip(s.names, s.phases()))
+    phases = (Phase("create", None), by["attach"], by["first_touch"], by["detach"], Phase("destroy", None))
+    method = "MADV_POPULATE_READ" if vm.has_madvise(vm.MADV_POPULATE_READ) else "read"
+    return SetupCost("dso", phases, method, note)

@@ -11,6 +11,8 @@ from toolkit.mechanisms.base import Attachment, Handle, Mechanism  # noqa: F401
 _REGISTRY = {
     "sysv": ("toolkit.mechanisms.sysv", "SysV"),
     "posix": ("toolkit.mechanisms.posix", "Posix"),
+    "memfd": ("toolkit.mechanisms.memfd", "Memfd"),
+    "anon": ("toolkit.mechanisms.memfd", "AnonShared"),
     "dso": ("toolkit.mechanisms.dso", "Dso"),
 }
 

@@ -17,7 +17,9 @@ class Handle:
     key: Optional[int] = None  # System V
     shmid: Optional[int] = None  # System V
     name: Optional[str] = None  # POSIX, '/shmkit-...'
-    path: Optional[str] = None  # shared library
+    path: Optional[str] = None  # shared library; memfd: /proc/PID/fd/N
+    fd: Optional[int] = None  # memfd: the owner's descriptor
+    huge: bool = False  # huge pages (SHM_HUGETLB, MFD_HUGETLB, MAP_HUGETLB)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -49,9 +51,11 @@ def mode_string(mode: int) -> str:
     return f"{stat.S_IMODE(mode):04o}"
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def page_round(n: int) -> int:
-    ps = os.sysconf("SC_PAGE_SIZE")
-    return (n + ps - 1) // ps * ps
+    return (n + _PAGE - 1) // _PAGE * _PAGE
 
 
 class Mechanism:
@@ -64,6 +68,9 @@ class Mechanism:
 
     def new_handle(self, size: int) -> Handle:
         raise NotImplementedError
+
+    supports_huge = False
+    second_process = True  # can another, unrelated process attach it?
 
     def check_size(self, size: int, limits) -> None:
         """Refuse (LimitExceeded) a size that cannot fit, before anything is created."""

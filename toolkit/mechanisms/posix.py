@@ -8,7 +8,7 @@ import secrets
 import posix_ipc
 
 from toolkit import vm
-from toolkit.errors import AccessDenied, LimitExceeded, NotFound
+from toolkit.errors import AccessDenied, BadInput, LimitExceeded, NotFound
 from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name, page_round
 
 DEV_SHM = "/dev/shm"
@@ -23,7 +23,9 @@ class Posix(Mechanism):
     name = "posix"
     title = "POSIX"
 
-    def new_handle(self, size: int) -> Handle:
+    def new_handle(self, size: int, huge: bool = False) -> Handle:
+        if huge:
+            raise BadInput("POSIX objects live on tmpfs (/dev/shm): huge pages need a hugetlbfs mount, not shm_open")
         return Handle("posix", size, name=f"/{PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
 
     def check_size(self, size: int, limits) -> None:

@@ -14,7 +14,7 @@ from toolkit.errors import AccessDenied, LimitExceeded, NotFound
 from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name, page_round
 from toolkit.proc.system import read_limits, read_sysvipc_shm
 
-IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
+IPC_CREAT, IPC_EXCL, SHM_HUGETLB = 0o1000, 0o2000, 0o4000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
@@ -35,9 +35,10 @@ def find_by_id(shmid: int):
 class SysV(Mechanism):
     name = "sysv"
     title = "System V"
+    supports_huge = True
 
-    def new_handle(self, size: int) -> Handle:
-        return Handle("sysv", size, key=random_key())
+    def new_handle(self, size: int, huge: bool = False) -> Handle:
+        return Handle("sysv", size, key=random_key(), huge=huge)
 
     def check_size(self, size: int, limits) -> None:
         if size > limits.shmmax:
@@ -50,6 +51,8 @@ class SysV(Mechanism):
     def create(self, handle: Handle, mode: int = 0o600, flags: int = 0) -> Handle:
         # shmget directly: sysv_ipc.SharedMemory(IPC_CREX) also attaches and memsets every byte,
         # which would put a full first touch inside "create".
+        if handle.huge:
+            flags |= SHM_HUGETLB
         shmid = _libc.shmget(handle.key, handle.size, IPC_CREAT | IPC_EXCL | mode | flags)
         if shmid == -1:
             e = ctypes.get_errno()
@@ -83,7 +86,8 @@ class SysV(Mechanism):
             raise AccessDenied(f"System V segment {shmid}", f"permission denied attaching System V segment {shmid}") from err
         except (sysv_ipc.ExistentialError, ValueError) as err:
             raise NotFound(f"no System V segment with {'id ' + str(shmid) if shmid is not None else 'key %#x' % handle.key}") from err
-        return Attachment(handle, shm.address, page_round(shm.size), shm)
+        # the size we created it with saves an IPC_STAT; attaching by key alone asks the kernel
+        return Attachment(handle, shm.address, page_round(handle.size or shm.size), shm)
 
     def detach(self, att: Attachment) -> None:
         att.obj.detach()
