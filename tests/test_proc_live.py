@@ -17,10 +17,14 @@ from toolkit.proc.system import read_limits, read_meminfo
 
 @pytest.fixture
 def anon_region():
+    """8 private pages between two PROT_NONE guard pages, so the kernel cannot merge the region
+    with a neighbouring anonymous mapping."""
     n = 8
-    addr = vm.mmap(n * PAGE_SIZE, vm.PROT_READ | vm.PROT_WRITE, vm.MAP_PRIVATE | vm.MAP_ANONYMOUS)
+    base = vm.mmap((n + 2) * PAGE_SIZE, vm.PROT_NONE, vm.MAP_PRIVATE | vm.MAP_ANONYMOUS)
+    addr = base + PAGE_SIZE
+    vm.mprotect(addr, n * PAGE_SIZE, vm.PROT_READ | vm.PROT_WRITE)
     yield addr, n
-    vm.munmap(addr, n * PAGE_SIZE)
+    vm.munmap(base, (n + 2) * PAGE_SIZE)
 
 
 def test_smaps_of_a_fresh_private_region(anon_region):
