@@ -1,21 +1,30 @@
-"""Every result type of the library: frozen dataclasses built by named constructors."""
+"""Every result type of the library: immutable named records (typing.NamedTuple) built by named constructors.
+
+NamedTuple rather than frozen dataclasses: a command that starts, reads /proc and exits pays for every
+class it defines, and a frozen dataclass costs six times a NamedTuple to create (0.5 ms against 0.08 ms).
+"""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
 def to_dict(record):
-    """Plain JSON-ready dict of a record (nested records and tuples included)."""
-    return dataclasses.asdict(record)
+    """Plain JSON-ready data of a record (nested records, tuples and dicts included)."""
+    if hasattr(record, "_asdict"):
+        return {k: to_dict(v) for k, v in record._asdict().items()}
+    if isinstance(record, (list, tuple)):
+        return [to_dict(v) for v in record]
+    if isinstance(record, dict):
+        return {k: to_dict(v) for k, v in record.items()}
+    if hasattr(record, "__dataclass_fields__"):
+        return {k: to_dict(getattr(record, k)) for k in record.__dataclass_fields__}
+    return record
 
 
 # ---------------------------------------------------------------- /proc/PID/maps, smaps
 
 
-@dataclass(frozen=True)
-class Mapping:
+class Mapping(NamedTuple):
     """One line of /proc/PID/maps."""
 
     start: int
@@ -53,8 +62,7 @@ class Mapping:
         return cls(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), parts[3], int(parts[4]), path, deleted)
 
 
-@dataclass(frozen=True)
-class SmapsEntry:
+class SmapsEntry(NamedTuple):
     """One mapping of /proc/PID/smaps: the maps line plus every field by its exact name.
 
     Sizes are in bytes (the kernel prints kB). Fields an older kernel lacks are simply absent:
@@ -62,14 +70,15 @@ class SmapsEntry:
     """
 
     mapping: Mapping
-    fields: dict = field(default_factory=dict)
+    fields: dict
     vmflags: tuple = ()
 
     def get(self, name, default=None):
         return self.fields.get(name, default)
 
     def __getitem__(self, name):
-        return self.fields[name]
+        # e["Rss"] reads a field; an integer index is still the tuple's
+        return self.fields[name] if isinstance(name, str) else tuple.__getitem__(self, name)
 
     @classmethod
     def from_block(cls, header: str, lines) -> "SmapsEntry":
@@ -91,8 +100,7 @@ class SmapsEntry:
         return cls(Mapping.from_line(header), fields, vmflags)
 
 
-@dataclass(frozen=True)
-class Rollup:
+class Rollup(NamedTuple):
     """/proc/PID/smaps_rollup, or the sum of smaps where the kernel lacks it (< 4.14)."""
 
     pid: int
@@ -106,8 +114,7 @@ class Rollup:
 # ---------------------------------------------------------------- pagemap, kpagecount
 
 
-@dataclass(frozen=True)
-class PageRange:
+class PageRange(NamedTuple):
     """Decoded /proc/PID/pagemap entries for [start, start + len(entries) pages)."""
 
     pid: int
@@ -166,8 +173,7 @@ class PageRange:
 # ---------------------------------------------------------------- System V, limits, meminfo
 
 
-@dataclass(frozen=True)
-class SysvShm:
+class SysvShm(NamedTuple):
     """One row of /proc/sysvipc/shm."""
 
     key: int
@@ -205,8 +211,7 @@ class SysvShm:
         )
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """What bounds a shared-memory size on this machine."""
 
     shmmax: int  # bytes per System V segment
@@ -220,8 +225,7 @@ class Limits:
 # ---------------------------------------------------------------- measurements
 
 
-@dataclass(frozen=True)
-class Visibility:
+class Visibility(NamedTuple):
     mechanism: str
     peer_sees_write: Optional[bool]  # None where nobody can write (library text)
     maps_name: str
@@ -232,8 +236,7 @@ class Visibility:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Phase:
+class Phase(NamedTuple):
     """One setup phase over repetitions: median seconds and spread, minor faults (median)."""
 
     name: str
@@ -254,8 +257,7 @@ class Phase:
         return cls(name, q(0.5), q(0.1), q(0.9), s[0], len(s), f)
 
 
-@dataclass(frozen=True)
-class SetupCost:
+class SetupCost(NamedTuple):
     mechanism: str
     phases: tuple  # of Phase, in order create, attach, first_touch, detach, destroy
     touch_method: str  # 'MADV_POPULATE_WRITE' or 'memset'
@@ -268,8 +270,7 @@ class SetupCost:
         return None
 
 
-@dataclass(frozen=True)
-class PeerFootprint:
+class PeerFootprint(NamedTuple):
     """One peer's view of one region, from its smaps (bytes)."""
 
     pid: int
@@ -302,8 +303,7 @@ class PeerFootprint:
         )
 
 
-@dataclass(frozen=True)
-class Footprint:
+class Footprint(NamedTuple):
     mechanism: str
     region_bytes: int
     per_peer: tuple  # of PeerFootprint
@@ -322,8 +322,7 @@ class Footprint:
         return sum(p.pss for p in self.per_peer)
 
 
-@dataclass(frozen=True)
-class LibraryWrite:
+class LibraryWrite(NamedTuple):
     """What a write to a library's global does (copy on write), seen from two peers."""
 
     library: str
@@ -344,8 +343,7 @@ class LibraryWrite:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class TextSharing:
+class TextSharing(NamedTuple):
     library: str
     pages: int  # pages of the text mapping
     same_pfns_in_all_peers: Optional[bool]
@@ -355,8 +353,7 @@ class TextSharing:
     text_to_data: tuple  # data start - text start per peer (constant: PIC)
 
 
-@dataclass(frozen=True)
-class MechanismResult:
+class MechanismResult(NamedTuple):
     mechanism: str
     title: str
     visibility: Visibility
@@ -364,8 +361,7 @@ class MechanismResult:
     footprint: Footprint
 
 
-@dataclass(frozen=True)
-class Comparison:
+class Comparison(NamedTuple):
     size_bytes: int
     peers: int
     privileged: bool
@@ -383,8 +379,7 @@ class Comparison:
 # ---------------------------------------------------------------- benchmark
 
 
-@dataclass(frozen=True)
-class BenchRow:
+class BenchRow(NamedTuple):
     mechanism: str
     size_bytes: int
     phase: str
@@ -411,8 +406,7 @@ class BenchRow:
         )
 
 
-@dataclass(frozen=True)
-class BenchResult:
+class BenchResult(NamedTuple):
     machine: dict
     rows: tuple  # of BenchRow
     findings: tuple = ()

@@ -38,3 +38,17 @@ def human_seconds(s) -> str:
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
     return f"{s * 1e6:.1f} µs"
+
+
+def owner_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def mode_string(mode: int) -> str:
+    """Permission bits as ls -l's octal: '0600'."""
+    return f"{mode & 0o777:04o}"

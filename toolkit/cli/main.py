@@ -12,6 +12,9 @@ COMMANDS = {
     "compare": "toolkit.cli.compare:compare",
     "elf": "toolkit.cli.elf:elf",
     "bench": "toolkit.cli.bench:bench",
+    "segments": "toolkit.cli.system:segments",
+    "footprint": "toolkit.cli.system:footprint",
+    "export": "toolkit.cli.system:export",
 }
 
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import pwd
-import stat
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
+
+from toolkit.units import mode_string, owner_name  # noqa: F401  (re-exported for the mechanisms)
 
 
 @dataclass
@@ -38,17 +38,6 @@ class Attachment:
     length: int
     obj: Any = field(default=None, repr=False)
     extra: dict = field(default_factory=dict)
-
-
-def owner_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def mode_string(mode: int) -> str:
-    return f"{stat.S_IMODE(mode):04o}"
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")

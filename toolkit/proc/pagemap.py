@@ -17,9 +17,10 @@ def decode_pagemap(pid, start: int, raw: bytes, page_size: int = PAGE_SIZE, pfns
     entries = struct.unpack(f"<{len(raw) // _ENTRY}Q", raw[: len(raw) // _ENTRY * _ENTRY])
     if pfns_visible is None:
         # Since 4.2 the PFN field reads 0 without CAP_SYS_ADMIN; a present page never has PFN 0 in practice.
+        # With no present page in the range there is nothing to judge by: ask the probe.
         mask = PageRange.PFN_MASK
         present = [e for e in entries if e >> 63 and not (e >> 62 & 1)]
-        pfns_visible = bool(present) and any(e & mask for e in present)
+        pfns_visible = any(e & mask for e in present) if present else pfns_visible_here()
     return PageRange(pid, start, page_size, entries, pfns_visible)
 
 
@@ -61,14 +62,16 @@ def probe_pfns_visible(fs: ProcFS | None = None) -> bool:
     """Can this process read PFNs? Look up a page of our own that is surely present."""
     import ctypes
 
+    fs = fs or default_fs()
     buf = ctypes.create_string_buffer(PAGE_SIZE * 2)
     buf[PAGE_SIZE] = b"x"
     addr = ctypes.addressof(buf) + PAGE_SIZE
     try:
-        rng = read_pagemap("self", addr, addr + 1, fs)
+        (raw,) = fs.read_at(("self", "pagemap"), [(addr // PAGE_SIZE * _ENTRY, _ENTRY)])
     except AccessDenied:
         return False
-    return rng.pfns_visible
+    (entry,) = struct.unpack("<Q", raw)
+    return bool(entry >> 63) and bool(entry & PageRange.PFN_MASK)
 
 
 def kpagecount_readable(fs: ProcFS | None = None) -> bool:
@@ -78,3 +81,13 @@ def kpagecount_readable(fs: ProcFS | None = None) -> bool:
         return True
     except (AccessDenied, OSError):
         return False
+
+
+_VISIBLE = []
+
+
+def pfns_visible_here() -> bool:
+    """probe_pfns_visible(), once per process."""
+    if not _VISIBLE:
+        _VISIBLE.append(probe_pfns_visible())
+    return _VISIBLE[0]

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 
+from toolkit.records import to_dict
 from toolkit.units import human_bytes, human_seconds
 
 COLUMNS = ("create", "attach", "first_touch", "detach", "destroy", "second_attach", "read_through", "second_detach",
@@ -11,17 +11,17 @@ COLUMNS = ("create", "attach", "first_touch", "detach", "destroy", "second_attac
 
 
 def to_json(result) -> dict:
-    return {"machine": result.machine, "results": [dataclasses.asdict(r) for r in result.rows],
+    return {"machine": result.machine, "results": [to_dict(r) for r in result.rows],
             "findings": list(result.findings), "notes": list(result.notes)}
 
 
 def write_csv(result, path) -> None:
-    fields = [f.name for f in dataclasses.fields(result.rows[0])] if result.rows else []
+    fields = list(result.rows[0]._fields) if result.rows else []
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in result.rows:
-            w.writerow(dataclasses.asdict(r))
+            w.writerow(r._asdict())
 
 
 def _cell(r):

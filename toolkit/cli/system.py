@@ -1,0 +1,87 @@
+import json
+import os
+import sys
+import tempfile
+
+import click
+
+from toolkit.cli.common import console, library_errors
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@library_errors
+def segments(as_json):
+    """Every System V segment and POSIX object, memfd and deleted-file mappings, and who maps each now."""
+    from toolkit.measure.system import scan_segments
+    from toolkit.report import system as report
+
+    r = scan_segments()
+    if as_json:
+        click.echo(json.dumps(report.segments_to_json(r), indent=2))
+    else:
+        report.render_segments(r, console())
+
+
+@click.command()
+@click.argument("pids", nargs=-1, type=int)
+@click.option("--all", "all_", is_flag=True, help="Every process (the default when no PID is given).")
+@click.option("--user", default=None, help="Only processes of this user (name or uid).")
+@click.option("--match", default=None, metavar="PATTERN", help="Only processes whose command line matches this regular expression.")
+@click.option("--by", type=click.Choice(["process", "user", "kind", "library"]), default="process", show_default=True)
+@click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@library_errors
+def footprint(pids, all_, user, match, by, sort, as_json):
+    """RSS, PSS, USS and swap per process, user, kind of memory or library (like smem, faster)."""
+    import re
+
+    from toolkit.measure.system import scan_footprint
+    from toolkit.report import system as report
+
+    if pids and all_:
+        raise click.UsageError("give PIDs or --all, not both")
+    if match:
+        try:
+            re.compile(match)
+        except re.error as err:
+            raise click.BadParameter(str(err), param_hint="--match") from None
+    privileged = False
+    if by == "library":
+        from toolkit.proc.pagemap import probe_pfns_visible
+
+        privileged = probe_pfns_visible()
+    r = scan_footprint(pids, user, match, by, privileged)
+    if as_json:
+        click.echo(json.dumps(report.footprint_to_json(r, by), indent=2))
+    else:
+        report.render_footprint(r, by, sort, console())
+
+
+@click.command()
+@click.option("--prometheus", "prom", is_flag=True, required=True, help="node_exporter textfile-collector format.")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@library_errors
+def export(prom, file):
+    """Export counts and bytes (segments, orphans, PSS by kind) for monitoring; FILE is written atomically."""
+    from toolkit.measure.system import scan_footprint, scan_segments
+    from toolkit.report import system as report
+
+    text = report.prometheus_text(scan_segments(), scan_footprint(by="kind"))
+    if not file or file == "-":
+        sys.stdout.write(text)
+        return
+    directory = os.path.dirname(os.path.abspath(file))
+    # write beside the target, then rename: the collector never reads a half-written file
+    fd, tmp = tempfile.mkstemp(prefix=".shmkit-", suffix=".prom.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, file)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

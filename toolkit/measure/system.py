@@ -1,0 +1,441 @@
+"""System-wide views: every shared object and who maps it; per-process memory with sharing counted.
+
+Reads are system calls that the kernel does the work for (walking page tables for smaps), so they are
+spread over a thread pool as wide as the machine.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import NamedTuple, Optional
+
+from toolkit.errors import AccessDenied, NoSuchProcess, NotFound
+from toolkit.proc.fs import default_fs
+from toolkit.proc.maps import parse_maps, read_smaps
+from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
+from toolkit.proc.process import list_pids, read_identity
+from toolkit.proc.system import read_sysvipc_shm
+from toolkit.units import mode_string, owner_name
+
+DEV_SHM = "/dev/shm"
+SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose IPC logind may remove
+
+
+def _pool_map(fn, items):
+    """fn over items in as many threads as cores, each taking a contiguous share: the kernel does the
+    work of a /proc read (walking page tables) with the GIL released, so the reads run in parallel,
+    and one task per thread keeps the pool's own overhead out of the way."""
+    import threading
+
+    items = list(items)
+    n = max(1, min(os.cpu_count() or 1, len(items) // 16 or 1))
+    out = [None] * len(items)
+
+    def work(lo, hi):
+        for i in range(lo, hi):
+            out[i] = fn(items[i])
+
+    step = -(-len(items) // n) if items else 0
+    threads = [threading.Thread(target=work, args=(i, min(len(items), i + step))) for i in range(0, len(items), step or 1)]
+    for t in threads[1:]:
+        t.start()
+    if threads:
+        threads[0].run()  # this thread takes the first share
+    for t in threads[1:]:
+        t.join()
+    return out
+
+
+# ------------------------------------------------------------------ segments
+
+
+class Attacher(NamedTuple):
+    pid: int
+    command: str
+
+
+class SharedObject(NamedTuple):
+    kind: str  # 'sysv', 'posix', 'memfd', 'deleted'
+    name: str  # key (hex) for System V, /dev/shm name, memfd name, file path
+    size_bytes: int
+    owner: str
+    mode: Optional[str]
+    attachers: tuple
+    orphan: Optional[bool]
+    world_readable: Optional[bool]
+    world_writable: Optional[bool]
+    other_user: Optional[bool]
+    remove_ipc: Optional[bool]  # systemd-logind would remove it when its owner logs out
+    allocated_bytes: Optional[int] = None
+    key: Optional[int] = None
+    shmid: Optional[int] = None
+    nattch: Optional[int] = None
+    rss_bytes: Optional[int] = None
+    swap_bytes: Optional[int] = None
+    cpid: Optional[int] = None
+    lpid: Optional[int] = None
+    atime: Optional[int] = None
+    dtime: Optional[int] = None
+    ctime: Optional[int] = None
+    marked_for_removal: Optional[bool] = None
+    device: Optional[str] = None
+    inode: Optional[int] = None
+
+
+class SegmentsReport(NamedTuple):
+    sysv: tuple
+    posix: tuple
+    memfd: tuple
+    deleted: tuple
+    processes: int
+    unreadable: int
+    remove_ipc_policy: Optional[str] = None
+    notes: tuple = ()
+
+
+def _re():
+    import re
+
+    return re
+
+
+def remove_ipc_policy() -> Optional[bool]:
+    """True where systemd-logind runs with RemoveIPC=yes (its default), None where there is no systemd."""
+    if not os.path.isdir("/run/systemd/system"):
+        return None
+    value = "yes"
+    for path in ("/etc/systemd/logind.conf",) + tuple(
+            os.path.join("/etc/systemd/logind.conf.d", f) for f in sorted(os.listdir("/etc/systemd/logind.conf.d"))
+            if os.path.isdir("/etc/systemd/logind.conf.d")):
+        try:
+            for line in open(path):
+                m = _re().match(r"\s*RemoveIPC\s*=\s*(\S+)", line)
+                if m:
+                    value = m.group(1).lower()
+        except OSError:
+            continue
+    return value in ("yes", "true", "1", "on")
+
+
+_INTERESTING = (b"/SYSV", b"/dev/shm/", b"/memfd:", b" (deleted)")
+
+
+def _shared_maps(pid):
+    """(pid, command, [Mapping]) of the shared-memory-looking mappings of one process, or an error kind."""
+    fs = default_fs()
+    try:
+        with open(fs.path(pid, "maps"), "rb") as f:
+            data = f.read()
+    except PermissionError:
+        return pid, None, "denied"
+    except (FileNotFoundError, ProcessLookupError):
+        return pid, None, "vanished"
+    except OSError:
+        return pid, None, "vanished"
+    if not any(s in data for s in _INTERESTING):
+        return pid, [], None
+    lines = [ln for ln in data.decode("utf-8", "surrogateescape").splitlines()
+             if "/SYSV" in ln or "/dev/shm/" in ln or "/memfd:" in ln or ln.endswith(" (deleted)")]
+    return pid, parse_maps("\n".join(lines)), None
+
+
+def _command(pid):
+    try:
+        return read_identity(pid)[1]
+    except (NoSuchProcess, AccessDenied, NotFound):
+        return "?"
+
+
+def scan_segments() -> SegmentsReport:
+    me = os.geteuid()
+    policy = remove_ipc_policy()
+    pids = list_pids()
+    results = _pool_map(_shared_maps, pids)
+    unreadable = sum(1 for _, _, err in results if err == "denied")
+    by_shmid, by_devino, memfd, deleted = {}, {}, {}, {}
+    for pid, maps, err in results:
+        if not maps:
+            continue
+        for m in maps:
+            if m.path.startswith("/SYSV"):
+                by_shmid.setdefault(m.inode, set()).add(pid)
+            elif m.path.startswith("/dev/shm/"):
+                by_devino.setdefault((m.device, m.inode), set()).add(pid)
+            elif m.path.startswith("/memfd:"):
+                memfd.setdefault((m.device, m.inode, m.path), set()).add(pid)
+            elif m.deleted and m.shared:
+                deleted.setdefault((m.device, m.inode, m.path), set()).add(pid)
+    commands = {}
+
+    def attachers(pids_):
+        out = []
+        for p in sorted(pids_):
+            if p not in commands:
+                commands[p] = _command(p)
+            out.append(Attacher(p, commands[p]))
+        return tuple(out)
+
+    def flags(mode, uid):
+        return dict(world_readable=bool(mode & 0o004), world_writable=bool(mode & 0o002), other_user=uid != me,
+                    remove_ipc=(None if policy is None else bool(policy and uid > SYS_UID_MAX)))
+
+    sysv = []
+    for seg in read_sysvipc_shm():
+        who = attachers(by_shmid.get(seg.shmid, ()))
+        sysv.append(SharedObject(
+            kind="sysv", name=f"0x{seg.key & 0xFFFFFFFF:08x}", size_bytes=seg.size, owner=owner_name(seg.uid),
+            mode=mode_string(seg.mode), attachers=who,
+            orphan=seg.nattch == 0 and not seg.marked_for_removal, **flags(seg.mode, seg.uid),
+            key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=seg.rss, swap_bytes=seg.swap, cpid=seg.cpid,
+            lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
+            marked_for_removal=seg.marked_for_removal,
+        ))
+    posix = []
+    try:
+        names = sorted(os.listdir(DEV_SHM))
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(DEV_SHM, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+        who = attachers(by_devino.get((dev, st.st_ino), ()))
+        posix.append(SharedObject(
+            kind="posix", name=name, size_bytes=st.st_size, owner=owner_name(st.st_uid), mode=mode_string(st.st_mode),
+            attachers=who, orphan=not who, **flags(st.st_mode, st.st_uid), allocated_bytes=st.st_blocks * 512,
+            device=dev, inode=st.st_ino,
+        ))
+    mem = [SharedObject(kind="memfd", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
+                        orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
+                        device=dev, inode=ino) for (dev, ino, path), p in sorted(memfd.items())]
+    dele = [SharedObject(kind="deleted", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
+                         orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
+                         device=dev, inode=ino) for (dev, ino, path), p in sorted(deleted.items())]
+    notes = []
+    if unreadable:
+        notes.append(f"{unreadable} processes not readable: attachers among them are not shown (run as root)")
+    return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(dele), len(pids), unreadable,
+                          None if policy is None else ("yes" if policy else "no"), tuple(notes))
+
+
+# ------------------------------------------------------------------ footprint
+
+
+class ProcessMemory(NamedTuple):
+    pid: int
+    command: str
+    user: str
+    rss: int
+    pss: int
+    uss: int
+    swap: int
+    swap_pss: int
+    by_kind: Optional[dict] = None  # kind -> {"rss", "pss", "uss"}
+
+
+class LibraryUse(NamedTuple):
+    path: str
+    processes: int
+    rss_sum: int
+    pss_sum: int
+    physical_bytes: Optional[int]
+
+
+class FootprintReport(NamedTuple):
+    processes: tuple  # of ProcessMemory
+    denied: int
+    vanished: int
+    kernel_threads: int
+    libraries: tuple = ()  # of LibraryUse, for --by library
+    privileged: bool = False
+
+    @property
+    def unreadable(self) -> int:
+        return self.denied + self.vanished
+
+    def totals(self) -> dict:
+        keys = ("rss", "pss", "uss", "swap", "swap_pss")
+        return {k: sum(getattr(p, k) for p in self.processes) for k in keys}
+
+
+KINDS = ("sysv", "posix", "memfd", "library text", "library data", "other file", "anonymous", "heap", "stack", "other")
+
+
+def classify(entries) -> list:
+    """The kind of each smaps entry (see KINDS): what the memory is, not how it was mapped."""
+    kinds = []
+    prev_lib_data = False
+    for e in entries:
+        m = e.mapping
+        p = m.path
+        if p.startswith("/SYSV"):
+            k = "sysv"
+        elif p.startswith("/dev/shm/"):
+            k = "posix"
+        elif p.startswith("/memfd:"):
+            k = "memfd"
+        elif p == "[heap]":
+            k = "heap"
+        elif p.startswith("[stack"):
+            k = "stack"
+        elif p.startswith("["):
+            k = "other"
+        elif p.startswith("/") and ".so" in os.path.basename(p):
+            # written pages (the data, RELRO after relocation) are the process's own; the rest is shared text
+            k = "library data" if ("w" in m.perms or e.get("Private_Dirty", 0) or e.get("Anonymous", 0)) else "library text"
+        elif p:
+            k = "other file"
+        elif prev_lib_data and "w" in m.perms:
+            k = "library data"  # .bss right after a library's data
+        else:
+            k = "anonymous"
+        prev_lib_data = k == "library data" and bool(p)
+        kinds.append(k)
+    return kinds
+
+
+_ROLLUP_KEYS = {b"Rss": "Rss", b"Pss": "Pss", b"Private_Clean": "Private_Clean", b"Private_Dirty": "Private_Dirty",
+                b"Swap": "Swap", b"SwapPss": "SwapPss"}
+
+
+def _read_bytes(path) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    finally:
+        os.close(fd)
+
+
+def _rollup_fields(pid) -> Optional[dict]:
+    """The few totals footprint needs, from smaps_rollup (else summed smaps); None for no address space.
+
+    The hot path of `footprint --all`: raw reads and a byte-level parse of only the lines it needs."""
+    fs = default_fs()
+    try:
+        data = _read_bytes(fs.path(pid, "smaps_rollup"))
+    except ProcessLookupError:
+        return None  # ESRCH: a kernel thread or a zombie, no mm
+    except FileNotFoundError:
+        if os.path.isdir(fs.path(pid)) and not os.path.exists(fs.path(pid, "smaps_rollup")):
+            data = _read_bytes(fs.path(pid, "smaps"))  # before Linux 4.14
+        else:
+            raise
+    out = dict.fromkeys(_ROLLUP_KEYS.values(), 0)
+    seen = False
+    for line in data.split(b"\n"):
+        key, sep, rest = line.partition(b":")
+        name = _ROLLUP_KEYS.get(key)
+        if name is not None and sep:
+            out[name] += int(rest.split()[0]) * 1024
+            seen = True
+    return out if seen else None
+
+
+def _one(pid, need_smaps):
+    fs = default_fs()
+    try:
+        uid = os.stat(fs.path(pid)).st_uid
+        if need_smaps:
+            entries = read_smaps(pid)
+            if not entries:
+                return pid, None, "kernel"
+            total = lambda k: sum(e.get(k, 0) for e in entries)  # noqa: E731
+            fields = {k: total(k) for k in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Swap", "SwapPss")}
+        else:
+            fields, entries = _rollup_fields(pid), None
+            if fields is None:
+                return pid, None, "kernel"
+        cmd = _read_bytes(fs.path(pid, "cmdline")).replace(b"\0", b" ").strip().decode("utf-8", "replace")
+        if not cmd:
+            cmd = "[" + _read_bytes(fs.path(pid, "comm")).strip().decode("utf-8", "replace") + "]"
+    except (AccessDenied, PermissionError):
+        return pid, None, "denied"
+    except (NoSuchProcess, NotFound, FileNotFoundError, ProcessLookupError):
+        return pid, None, "vanished"
+    except OSError:
+        return pid, None, "vanished"
+    return pid, (uid, cmd, fields, entries), None
+
+
+def scan_footprint(pids=(), user=None, match=None, by="process", privileged=False) -> FootprintReport:
+    """Per-process Rss, Pss, USS, swap (smaps_rollup); with by kind or library, per mapping (smaps)."""
+    candidates = list(pids) if pids else list_pids()
+    want_uid = None
+    if user is not None:
+        import pwd
+
+        try:
+            want_uid = int(user) if str(user).isdigit() else pwd.getpwnam(user).pw_uid
+        except KeyError:
+            raise NotFound(f"no user named {user!r}") from None
+    pattern = _re().compile(match) if match else None
+    me = os.getpid()
+    need_smaps = by in ("kind", "library")
+    results = _pool_map(lambda p: _one(p, need_smaps), [p for p in candidates if p != me])
+    procs, denied, vanished, kthreads = [], 0, 0, 0
+    lib_maps = {}
+    for pid, data, err in results:
+        if err == "denied":
+            denied += 1
+            continue
+        if err == "vanished":
+            if pids:
+                raise NoSuchProcess(pid)
+            vanished += 1
+            continue
+        if err == "kernel":
+            kthreads += 1
+            continue
+        uid, cmd, fields, entries = data
+        if want_uid is not None and uid != want_uid:
+            continue
+        if pattern and not pattern.search(cmd):
+            continue
+        by_kind = None
+        if entries is not None:
+            by_kind = {}
+            for e, k in zip(entries, classify(entries)):
+                d = by_kind.setdefault(k, {"rss": 0, "pss": 0, "uss": 0})
+                d["rss"] += e.get("Rss", 0)
+                d["pss"] += e.get("Pss", 0)
+                d["uss"] += e.get("Private_Clean", 0) + e.get("Private_Dirty", 0)
+                if by == "library" and k in ("library text", "library data") and e.mapping.path:
+                    lib_maps.setdefault(e.mapping.path, []).append((pid, e))
+        procs.append(ProcessMemory(
+            pid=pid, command=cmd, user=owner_name(uid), rss=fields.get("Rss", 0), pss=fields.get("Pss", 0),
+            uss=fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0), swap=fields.get("Swap", 0),
+            swap_pss=fields.get("SwapPss", 0), by_kind=by_kind,
+        ))
+    libraries = ()
+    if by == "library":
+        libraries = tuple(sorted((_library_use(path, uses, privileged) for path, uses in lib_maps.items()),
+                                 key=lambda u: -u.pss_sum))
+    return FootprintReport(tuple(procs), denied, vanished, kthreads, libraries, privileged)
+
+
+def _library_use(path, uses, privileged) -> LibraryUse:
+    physical = None
+    if privileged:
+        pfns = set()
+        for pid, e in uses:
+            try:
+                found = read_pagemap(pid, e.mapping.start, e.mapping.end).distinct_pfns()
+            except (NoSuchProcess, AccessDenied, NotFound, OSError):
+                continue
+            if found is None:
+                pfns = None
+                break
+            pfns |= found
+        physical = len(pfns) * PAGE_SIZE if pfns is not None else None
+    return LibraryUse(path, len({pid for pid, _ in uses}), sum(e.get("Rss", 0) for _, e in uses),
+                      sum(e.get("Pss", 0) for _, e in uses), physical)
