@@ -411,3 +411,23 @@ class BenchResult(NamedTuple):
     rows: tuple  # of BenchRow
     findings: tuple = ()
     notes: tuple = ()
+
+
+# ---------------------------------------------------------------- demos and explain
+
+
+class Step(NamedTuple):
+    """One claim and what was measured for it; holds is None where it could not be shown here."""
+
+    claim: str
+    evidence: tuple
+    holds: Optional[bool]
+    why_not: str = ""
+
+
+class Story(NamedTuple):
+    name: str
+    title: str
+    steps: tuple  # of Step
+    verdict: str
+    skipped: str = ""  # the reason, where the whole story cannot run on this machine

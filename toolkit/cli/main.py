@@ -15,6 +15,8 @@ COMMANDS = {
     "segments": "toolkit.cli.system:segments",
     "footprint": "toolkit.cli.system:footprint",
     "export": "toolkit.cli.system:export",
+    "demo": "toolkit.cli.story:demo",
+    "explain": "toolkit.cli.story:explain",
 }
 
 

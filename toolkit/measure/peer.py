@@ -18,11 +18,18 @@ from toolkit.errors import PeerFailed, ShmkitError
 class Peer:
     """The parent's end of one peer."""
 
-    def __init__(self, env=None):
-        cmd = [sys.executable, "-m", "toolkit.measure.peer", str(os.getpid())]
+    def __init__(self, env=None, runtime=None, preexec_fn=None):
+        """runtime: a measure.runas.Runtime, to run the peer as another user; preexec_fn: runs in the
+        child before exec (to enter new namespaces)."""
+        python = runtime.python if runtime else sys.executable
+        cmd = [python, "-m", "toolkit.measure.peer", str(os.getpid())]
+        extra = {}
+        if runtime is not None:
+            env = runtime.env
+            extra = dict(user=runtime.uid, group=runtime.uid, extra_groups=[], cwd=runtime.root)
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, env=env,
+            text=True, bufsize=1, env=env, preexec_fn=preexec_fn, **extra,
         )
         self.pid = self.proc.pid
 
@@ -192,6 +199,29 @@ class _Server:
 
         lib = self.atts[region].obj
         return {"addr": ctypes.addressof(ctypes.c_char.in_dll(lib, name))}
+
+    def op_try_attach(self, region, handle):
+        """Attach if we can; say why not if we cannot (a visibility probe, not an error)."""
+        try:
+            reply = self.op_attach(region, handle)
+            return {"attached": True, "addr": reply["addr"]}
+        except ShmkitError as err:
+            return {"attached": False, "why": str(err), "kind": type(err).__name__}
+
+    def op_sysv_ids(self):
+        """The shmids this process can see in /proc/sysvipc/shm (its IPC namespace)."""
+        from toolkit.proc.system import read_sysvipc_shm
+
+        return {"shmids": [s.shmid for s in read_sysvipc_shm()]}
+
+    def op_exists(self, path):
+        return {"exists": os.path.exists(path)}
+
+    def op_mprotect(self, addr, length, prot):
+        from toolkit import vm
+
+        vm.mprotect(addr, length, prot)
+        return {}
 
     def op_detach(self, region):
         att = self.atts.pop(region)

@@ -1,0 +1,395 @@
+"""The paired demos: each sets mechanisms side by side, measures, and ends in a verdict from the numbers."""
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+
+from toolkit import mechanisms, vm
+from toolkit.errors import PeerFailed, ShmkitError
+from toolkit.measure.janitor import Janitor
+from toolkit.measure.peer import Peer, PeerGroup
+from toolkit.proc.maps import find_mapping, read_maps, read_smaps
+from toolkit.proc.pagemap import PAGE_SIZE, pfns_visible_here, read_pagemap
+from toolkit.proc.system import read_sysvipc_shm
+from toolkit.records import Step, Story
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
+
+
+def _verdict(steps, good: str, bad: str) -> str:
+    shown = [s for s in steps if s.holds is not None]
+    if not shown:
+        return "nothing could be shown on this machine: " + "; ".join(s.why_not for s in steps if s.why_not)
+    if all(s.holds for s in shown):
+        return good + ("" if len(shown) == len(steps) else f" ({len(steps) - len(shown)} step(s) could not be shown here)")
+    failed = [s.claim for s in shown if not s.holds]
+    return bad + ": " + "; ".join(failed)
+
+
+def _seg(shmid):
+    return next((s for s in read_sysvipc_shm() if s.shmid == shmid), None)
+
+
+# ------------------------------------------------------------------ lifetime
+
+
+def lifetime() -> Story:
+    sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
+    steps = []
+    with Janitor() as janitor:
+        hs = sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE)
+        janitor.watch(*hs)
+        made = []
+        try:
+            creator = Peer()
+            try:
+                for h in hs:
+                    made.append(type(h).from_json(creator.call("create", handle=h.to_json())["handle"]))
+                creator_pid = creator.pid
+            finally:
+                creator.close()
+            s_h, p_h = made
+            seg = _seg(s_h.shmid)
+            steps.append(Step(
+                "A System V segment outlives the process that created it",
+                (f"creator pid {creator_pid} has exited; /proc/sysvipc/shm still lists shmid {s_h.shmid}"
+                 f" with nattch {seg.nattch if seg else '-'} and cpid {seg.cpid if seg else '-'}",),
+                seg is not None and seg.nattch == 0 and seg.cpid == creator_pid))
+            steps.append(Step(
+                "A POSIX object outlives the process that created it",
+                (f"/dev/shm{p_h.name} exists after its creator exited: {posix.exists(p_h)}",), posix.exists(p_h)))
+            # IPC_RMID and shm_unlink while still attached
+            with PeerGroup(1) as g:
+                peer = g[0]
+                peer.call("attach", region="s", handle=s_h.to_json())
+                peer.call("attach", region="p", handle=p_h.to_json())
+                sysv.destroy(s_h)
+                seg = _seg(s_h.shmid)
+                token = secrets.token_hex(4)
+                peer.call("write", region="s", offset=0, data=token)
+                still = peer.call("read", region="s", offset=0, n=4)["data"] == token
+                steps.append(Step(
+                    "IPC_RMID on an attached segment only marks it: its key turns to 0, it lives on while attached",
+                    (f"after IPC_RMID: key {seg.key if seg else '-'}, marked for destruction "
+                     f"{seg.marked_for_removal if seg else '-'}, nattch {seg.nattch if seg else '-'}; "
+                     f"the peer still reads its own write: {still}",),
+                    seg is not None and seg.key == 0 and seg.marked_for_removal and still))
+                posix.destroy(p_h)
+                maps_name = next((m.name for m in read_maps(peer.pid) if m.path.endswith(p_h.name.lstrip("/"))), "?")
+                peer.call("write", region="p", offset=0, data=token)
+                still_p = peer.call("read", region="p", offset=0, n=4)["data"] == token
+                steps.append(Step(
+                    "shm_unlink of a mapped POSIX object removes the name at once; the mapping lives on",
+                    (f"/dev/shm{p_h.name} exists: {posix.exists(p_h)}; the peer's maps show {maps_name!r}; "
+                     f"it still reads its own write: {still_p}",),
+                    not posix.exists(p_h) and maps_name.endswith("(deleted)") and still_p))
+                peer.call("detach", region="s")
+                gone = _seg(s_h.shmid) is None
+                steps.append(Step(
+                    "The segment marked for removal goes at its last detach",
+                    (f"after the peer's shmdt, shmid {s_h.shmid} in /proc/sysvipc/shm: {not gone}",), gone))
+            # a library: nothing to clean
+            before = ({s.shmid for s in read_sysvipc_shm()}, set(os.listdir("/dev/shm")))
+            with PeerGroup(1) as g:
+                g[0].call("attach", region="l", handle=mechanisms.get("dso").new_handle(path=None).to_json())
+            after = ({s.shmid for s in read_sysvipc_shm()}, set(os.listdir("/dev/shm")))
+            steps.append(Step(
+                "A library's pages need no cleanup: loading it creates no object anywhere",
+                (f"a peer loaded {mechanisms.get('dso').new_handle(path=None).path} and exited; new System V "
+                 f"segments: {len(after[0] - before[0])}, new /dev/shm names: {len(after[1] - before[1])}",),
+                after == before))
+        finally:
+            for h in made:
+                (sysv if h.mechanism == "sysv" else posix).destroy(h)
+            janitor.forget(*hs)
+    return Story("lifetime", "Lifetime: who cleans up", tuple(steps), _verdict(
+        steps, "explicit objects live until someone removes them (System V even with nobody attached); "
+               "a library's pages are the page cache's and need no cleanup", "some lifetime claims did not hold"))
+
+
+# ------------------------------------------------------------------ permissions
+
+
+def permissions() -> Story:
+    title = "Permissions: who else may attach"
+    if os.geteuid() != 0:
+        why = "acting as another user (uid 65534) needs root"
+        return Story("permissions", title, (Step("another user is refused 0600 objects", (), None, why),),
+                     "could not be shown: " + why, why)
+    from toolkit.measure.runas import make_runtime
+
+    sysv, posix, dso = mechanisms.get("sysv"), mechanisms.get("posix"), mechanisms.get("dso")
+    steps = []
+    with make_runtime() as rt, Janitor() as janitor:
+        hs = [sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE), sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE)]
+        janitor.watch(*hs)
+        modes = (0o600, 0o600, 0o666, 0o666)
+        try:
+            for h, mode in zip(hs, modes):
+                (sysv if h.mechanism == "sysv" else posix).create(h, mode)
+            janitor.watch(*hs)
+            other = Peer(runtime=rt)
+            try:
+                other.call("info")
+                res = [other.call("try_attach", region=f"r{i}", handle=h.to_json()) for i, h in enumerate(hs)]
+                lib = other.call("try_attach", region="lib", handle=dso.new_handle(path=None).to_json())
+                text_ok = False
+                if lib["attached"]:
+                    text = other.call("info")["regions"]["lib"]
+                    other.call("touch", region="lib", write=False)
+                    other.call("peek", addr=text[0], n=16)
+                    text_ok = True
+            finally:
+                other.close()
+            for (h, mode), r in zip(zip(hs, modes), res):
+                kind = "System V segment" if h.mechanism == "sysv" else "POSIX object"
+                expect = mode == 0o666
+                steps.append(Step(
+                    f"uid {rt.uid} {'can' if expect else 'cannot'} attach a {mode:04o} {kind} of root's",
+                    (("attached" if r["attached"] else f"refused: {r['why']}"),), r["attached"] == expect))
+            steps.append(Step(
+                f"uid {rt.uid} can always read and execute a library's code",
+                (f"loaded {dso.new_handle(path=None).path} and read its code pages: {text_ok}",), text_ok))
+        finally:
+            for h in hs:
+                if h.shmid is not None or h.mechanism == "posix":
+                    (sysv if h.mechanism == "sysv" else posix).destroy(h)
+            janitor.forget(*hs)
+    return Story("permissions", title, tuple(steps), _verdict(
+        steps, "mode bits decide who attaches explicit objects (0600: the owner only; 0666: everyone); a library's "
+               "code is readable by all", "some permission claims did not hold"))
+
+
+# ------------------------------------------------------------------ namespaces
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _enter(flags, private_dev_shm=False):
+    """preexec_fn: new namespaces for the child; with a new mount namespace, a fresh /dev/shm."""
+
+    def enter():
+        if _libc.unshare(flags) != 0:
+            os._exit(97)
+        if private_dev_shm:
+            MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+            if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+                os._exit(98)
+            if _libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", 0, b"mode=1777") != 0:
+                os._exit(99)
+
+    return enter
+
+
+def namespaces() -> Story:
+    title = "Namespaces: where each kind is visible"
+    if os.geteuid() != 0:
+        why = "new IPC and mount namespaces need CAP_SYS_ADMIN (run as root)"
+        return Story("namespaces", title, (Step("a new IPC namespace hides System V segments", (), None, why),),
+                     "could not be shown: " + why, why)
+    sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
+    steps = []
+    with Janitor() as janitor:
+        s_h, p_h = sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE)
+        janitor.watch(s_h, p_h)
+        try:
+            sysv.create(s_h)
+            posix.create(p_h)
+            janitor.watch(s_h)
+            try:
+                peer = Peer(preexec_fn=_enter(CLONE_NEWIPC))
+                try:
+                    peer.call("info")
+                except PeerFailed as err:
+                    why = f"this machine refuses a new IPC namespace ({err})"
+                    return Story("namespaces", title, (Step("a new IPC namespace hides System V segments", (), None, why),),
+                                 "could not be shown: " + why, why)
+                ids = peer.call("sysv_ids")["shmids"]
+                a = peer.call("try_attach", region="s", handle=s_h.to_json())
+                b = peer.call("try_attach", region="p", handle=p_h.to_json())
+            finally:
+                peer.close()
+            steps.append(Step(
+                "In a new IPC namespace a System V segment is invisible",
+                (f"the peer's /proc/sysvipc/shm lists {len(ids)} segment(s), ours (shmid {s_h.shmid}) "
+                 f"{'among them' if s_h.shmid in ids else 'not among them'}; shmat: "
+                 f"{'attached' if a['attached'] else a['why']}",),
+                s_h.shmid not in ids and not a["attached"]))
+            steps.append(Step(
+                "A POSIX object stays reachable there: it is a file in /dev/shm, and the mount is shared",
+                (f"shm_open in the new IPC namespace: {'opened and mapped' if b['attached'] else b['why']}",),
+                b["attached"]))
+            peer = Peer(preexec_fn=_enter(CLONE_NEWIPC | CLONE_NEWNS, private_dev_shm=True))
+            try:
+                try:
+                    peer.call("info")
+                    c = peer.call("try_attach", region="p", handle=p_h.to_json())
+                    steps.append(Step(
+                        "With a new mount namespace and its own /dev/shm, the POSIX object is gone too",
+                        (f"shm_open: {'opened' if c['attached'] else c['why']}",), not c["attached"]))
+                except PeerFailed as err:
+                    steps.append(Step("With a new mount namespace and its own /dev/shm, the POSIX object is gone too",
+                                      (), None, f"this machine refuses a new mount namespace ({err})"))
+            finally:
+                peer.close()
+        finally:
+            if s_h.shmid is not None:
+                sysv.destroy(s_h)
+            posix.destroy(p_h)
+            janitor.forget(s_h, p_h)
+    return Story("namespaces", title, tuple(steps), _verdict(
+        steps, "System V segments belong to an IPC namespace; POSIX objects to whatever /dev/shm is mounted",
+        "some namespace claims did not hold"))
+
+
+# ------------------------------------------------------------------ protection
+
+
+def protection(library: str | None = None, peers: int = 3) -> Story:
+    dso = mechanisms.get("dso")
+    h = dso.new_handle(path=library)
+    privileged = pfns_visible_here()
+    steps = []
+    with PeerGroup(peers) as g:
+        replies = g.call_all("attach", region="lib", handle=h.to_json())
+        text = [r["extra"]["text"][0] for r in replies]  # (start, end, offset) per peer
+        # a page in the middle of the code, the same file offset in every peer
+        page_off = ((text[0][1] - text[0][0]) // 2) // PAGE_SIZE * PAGE_SIZE
+        victim, writer = g[0], g[1]
+        addr_v = text[0][0] + page_off
+        try:
+            byte = victim.call("peek", addr=addr_v, n=1)["data"]
+            victim.call("poke", addr=addr_v, data=byte)
+            died, how = False, "the write succeeded"
+        except PeerFailed as err:
+            died, how = "SIGSEGV" in str(err), str(err)
+        steps.append(Step(
+            "The hardware refuses a write to a library's code page: the writer dies of SIGSEGV",
+            (f"peer {victim.pid} wrote one byte to its r-xp page at {addr_v:#x}: {how}",), died))
+        addr_w = text[1][0] + page_off
+        others = [(g[i].pid, text[i][0] + page_off) for i in range(2, len(g))]
+        before = read_pagemap(writer.pid, addr_w, addr_w + 1).pfns[0] if privileged else None
+        try:
+            writer.call("mprotect", addr=addr_w, length=PAGE_SIZE, prot=vm.PROT_READ | vm.PROT_WRITE | vm.PROT_EXEC)
+            byte = writer.call("peek", addr=addr_w, n=1)["data"]
+            writer.call("poke", addr=addr_w, data=byte)  # the same value: the write is what matters
+            e = find_mapping(read_smaps(writer.pid), addr_w)
+            after = read_pagemap(writer.pid, addr_w, addr_w + 1).pfns[0] if privileged else None
+            other_pfns = [read_pagemap(pid, a, a + 1).pfns[0] for pid, a in others] if privileged else []
+            ev = [f"after mprotect(PROT_WRITE) peer {writer.pid} wrote the page: mapping now {e.mapping.perms} "
+                  f"with Private_Dirty {e.get('Private_Dirty', 0)} bytes"]
+            if privileged:
+                ev.append(f"its PFN went {before:#x} -> {after:#x}; the other peers still map "
+                          + ", ".join(f"{p:#x}" for p in other_pfns if p is not None))
+                holds = (e.get("Private_Dirty", 0) == PAGE_SIZE and after != before
+                         and all(p == before for p in other_pfns))
+            else:
+                holds = e.get("Private_Dirty", 0) == PAGE_SIZE
+            steps.append(Step(
+                "After mprotect(PROT_WRITE) the write succeeds, and that page becomes the writer's private copy",
+                tuple(ev), holds, "" if privileged else "PFNs need root: shown by Private_Dirty only"))
+        except PeerFailed as err:
+            steps.append(Step("After mprotect(PROT_WRITE) the write succeeds", (), None, f"refused here: {err}"))
+    return Story("protection", "Protection: code pages are read-only, and shared only while clean", tuple(steps),
+                 _verdict(steps, "code is shared because nobody may write it; a forced write makes a private copy "
+                                 "and leaves the other processes' shared page alone",
+                          "some protection claims did not hold"))
+
+
+# ------------------------------------------------------------------ globals
+
+CLEAN_DATA_CANDIDATES = ("libonig.so.5", "libpython3.11.so.1.0", "libpython3.12.so.1.0", "libperl.so.5.36")
+
+
+def globals_(library: str | None = None, peers: int = 3) -> Story:
+    from toolkit.measure.library import data_symbol
+    from toolkit.mechanisms.dso import resolve_library
+
+    dso = mechanisms.get("dso")
+    h = dso.new_handle(path=library)
+    symbol = data_symbol(h.path)
+    steps = []
+    with PeerGroup(peers) as g:
+        g.call_all("attach", region="lib", handle=h.to_json())
+        if symbol:
+            addrs = [p.call("symbol", region="lib", name=symbol)["addr"] for p in g]
+            olds = [p.call("peek", addr=a, n=1)["data"] for p, a in zip(g, addrs)]
+            values = [(0x40 + i) & 0xFF for i in range(len(g))]
+            for p, a, v in zip(g, addrs, values):
+                p.call("poke", addr=a, data=f"{v:02x}")
+            back = [int(p.call("peek", addr=a, n=1)["data"], 16) for p, a in zip(g, addrs)]
+            for p, a, old in zip(g, addrs, olds):
+                p.call("poke", addr=a, data=old)
+            steps.append(Step(
+                f"A library global ({symbol}) is per process: each peer writes its own value and reads it back",
+                (f"peers wrote {values} and read back {back}",), back == values))
+        else:
+            steps.append(Step("A library global is per process", (), None, f"no global variable found in {h.path}"))
+    # pages of the data segment nobody wrote are still the page cache's (Shared_Clean) until the first write
+    chosen = None
+    for name in ((library,) if library else ()) + CLEAN_DATA_CANDIDATES:
+        try:
+            chosen = resolve_library(name)
+        except ShmkitError:
+            continue
+        with PeerGroup(1) as g:
+            try:
+                r = g[0].call("attach", region="lib", handle={"mechanism": "dso", "size": 0, "path": chosen})
+            except PeerFailed:
+                continue
+            lo, hi = r["extra"]["data_file"][0] if r["extra"]["data_file"] else (0, 0)
+            if hi <= lo:
+                continue
+            g[0].call("touch", region="lib", write=False, addr=lo, length=hi - lo)
+            e = find_mapping(read_smaps(g[0].pid), lo)
+            rng = read_pagemap(g[0].pid, lo, hi)
+            clean = [i for i, (pr, f) in enumerate(zip(rng.present, rng.file_or_shared_anon)) if pr and f]
+            if not clean:
+                continue
+            page = lo + clean[0] * PAGE_SIZE
+            pd0 = e.get("Private_Dirty", 0)
+            byte = g[0].call("peek", addr=page, n=1)["data"]
+            g[0].call("poke", addr=page, data=byte)
+            e2 = find_mapping(read_smaps(g[0].pid), lo)
+            after = read_pagemap(g[0].pid, page, page + 1)
+            file_after = after.file_or_shared_anon[0]
+            steps.append(Step(
+                "Data pages nobody wrote are still shared with the page cache until the first write",
+                (f"{chosen}: its rw-p mapping has {len(clean)} of {len(rng)} pages still the page cache's "
+                 f"(Shared_Clean/Private_Clean {e.get('Shared_Clean', 0) + e.get('Private_Clean', 0)} bytes)",
+                 f"one write to one of them: Private_Dirty {pd0} -> {e2.get('Private_Dirty', 0)} bytes, "
+                 f"the page is {'still the file' if file_after else 'now anonymous (a private copy)'}"),
+                # the page turning from the file's into an anonymous one is the proof; Private_Dirty may
+                # already count page-cache pages that are dirty in the cache (a file just written)
+                not file_after and (not after.pfns_visible or after.pfns[0] != rng.pfns[clean[0]])))
+            break
+    else:
+        steps.append(Step("Data pages nobody wrote are still shared with the page cache", (), None,
+                          "no library on this machine has a data page that start-up left unwritten"))
+    return Story("globals", "Globals: a library's data is per process (copy on write)", tuple(steps), _verdict(
+        steps, "each process has its own copy of a library's globals, made page by page on first write",
+        "some claims about globals did not hold"))
+
+
+# ------------------------------------------------------------------ pic
+
+
+def pic(library: str | None = None, peers: int = 4) -> Story:
+    from toolkit.measure.pic import load_layout
+
+    r = load_layout(library, peers)
+    steps = (
+        Step("Each process loads the library at its own address (ASLR)",
+             tuple(f"pid {p.pid}: base {p.base:#x}" for p in r.peers), r.distinct_bases == len(r.peers)),
+        Step("The distance from its code to its data is the same everywhere (position independent code)",
+             tuple(f"pid {p.pid}: code->data {p.text_to_data:#x}" for p in r.peers), r.same_distance),
+    )
+    return Story("pic", "Position independence: one copy of code at many addresses", steps, _verdict(
+        list(steps), "the same code pages work at any address, because the code reaches its data relative to itself",
+        "some claims about position independence did not hold"))
+
+
+STORIES = {"lifetime": lifetime, "permissions": permissions, "namespaces": namespaces,
+           "protection": protection, "globals": globals_, "pic": pic}

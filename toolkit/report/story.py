@@ -1,0 +1,41 @@
+"""Stories (demos and explain) as text, JSON or a Markdown hand-out."""
+from __future__ import annotations
+
+import platform
+
+from toolkit.records import to_dict
+
+MARK = {True: "shown", False: "NOT shown", None: "cannot be shown here"}
+
+
+def to_json(story) -> dict:
+    d = to_dict(story)
+    d["machine"] = {"kernel": platform.release(), "machine": platform.machine()}
+    return d
+
+
+def render_text(story, out) -> None:
+    w = out.write
+    w(f"{story.title}\n{'=' * len(story.title)}\n")
+    for i, s in enumerate(story.steps, 1):
+        w(f"\n{i}. {s.claim}  [{MARK[s.holds]}]\n")
+        for e in s.evidence:
+            w(f"     {e}\n")
+        if s.why_not:
+            w(f"     ({s.why_not})\n")
+    w(f"\nVerdict: {story.verdict}\n")
+
+
+def render_markdown(story, out) -> None:
+    w = out.write
+    w(f"# {story.title}\n\n")
+    w(f"Measured on Linux {platform.release()} ({platform.machine()}) by `shmkit`. Every number below comes "
+      "from this run.\n\n")
+    for i, s in enumerate(story.steps, 1):
+        w(f"## {i}. {s.claim}\n\n*{MARK[s.holds]}*\n\n")
+        for e in s.evidence:
+            w(f"- `{e}`\n" if len(e) < 60 else f"- {e}\n")
+        if s.why_not:
+            w(f"\n> {s.why_not}\n")
+        w("\n")
+    w(f"**Verdict:** {story.verdict}\n")
