@@ -9,7 +9,7 @@ from toolkit.errors import BadInput, LimitExceeded
 from toolkit.measure import footprint as fp
 from toolkit.measure.janitor import Janitor
 from toolkit.measure.library import global_write, text_sharing
-from toolkit.measure.peer import Peer, PeerGroup
+from toolkit.measure.peer import PeerGroup, made_by_exited_peer
 from toolkit.measure.setup import measure_explicit, measure_library
 from toolkit.mechanisms.dso import resolve_library
 from toolkit.proc.maps import read_maps
@@ -47,16 +47,7 @@ def _maps_name(pid, addr) -> str:
 def _outlive_check(janitor, env=None) -> dict:
     """A peer creates one object of each kind and exits; are they still there? Then remove them."""
     out = {}
-    handles = {n: mechanisms.get(n).new_handle(PAGE_SIZE) for n in ("sysv", "posix")}
-    for h in handles.values():
-        janitor.watch(h)
-    creator = Peer(env)
-    try:
-        for name, h in handles.items():
-            handles[name] = type(h).from_json(creator.call("create", handle=h.to_json())["handle"])
-            janitor.watch(handles[name])
-    finally:
-        creator.close()
+    _pid, handles = made_by_exited_peer(janitor, ("sysv", "posix"), env)
     for name, h in handles.items():
         mech = mechanisms.get(name)
         try:
@@ -171,11 +162,11 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
             name, v["sees"], v["maps_name"], tuple(v["listed"]), v["mode"], v["owner"], outlives.get(name)),
             setups[name], foot[name]))
     results.append(MechanismResult("dso_text", TITLES["dso_text"], Visibility(
-        "dso_text", None, lib_maps_names["dso_text"], ("/proc/PID/maps only",), mode, owner, None,
+        "dso_text", None, lib_maps_names["dso_text"], dso.listed(h), mode, owner, None,
         "code is mapped r-x: nobody can write it"), lib_setup, foot["dso_text"]))
     results.append(MechanismResult("dso_data", TITLES["dso_data"], Visibility(
         "dso_data", lib_write.value_seen_by_b == lib_write.value_written if lib_write.symbol else None,
-        lib_maps_names["dso_data"], ("/proc/PID/maps only",), mode, owner, None,
+        lib_maps_names["dso_data"], dso.listed(h), mode, owner, None,
         f"peer A wrote {lib_write.symbol}" if lib_write.symbol else lib_write.note), lib_setup, foot["dso_data"]))
     return Comparison(size, peers, privileged, PAGE_SIZE, os.uname().release, path, tuple(results),
                       lib_write, sharing, shmem_before, shmem_during, tuple(notes))

@@ -8,7 +8,7 @@ import secrets
 from toolkit import mechanisms, vm
 from toolkit.errors import PeerFailed, ShmkitError
 from toolkit.measure.janitor import Janitor
-from toolkit.measure.peer import Peer, PeerGroup
+from toolkit.measure.peer import Peer, PeerGroup, made_by_exited_peer
 from toolkit.proc.maps import find_mapping, read_maps, read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, pfns_visible_here, read_pagemap
 from toolkit.proc.system import read_sysvipc_shm
@@ -38,17 +38,10 @@ def lifetime() -> Story:
     sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
     steps = []
     with Janitor() as janitor:
-        hs = sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE)
-        janitor.watch(*hs)
         made = []
         try:
-            creator = Peer()
-            try:
-                for h in hs:
-                    made.append(type(h).from_json(creator.call("create", handle=h.to_json())["handle"]))
-                creator_pid = creator.pid
-            finally:
-                creator.close()
+            creator_pid, handles = made_by_exited_peer(janitor, ("sysv", "posix"))
+            made = list(handles.values())
             s_h, p_h = made
             seg = _seg(s_h.shmid)
             steps.append(Step(
@@ -102,7 +95,7 @@ def lifetime() -> Story:
         finally:
             for h in made:
                 (sysv if h.mechanism == "sysv" else posix).destroy(h)
-            janitor.forget(*hs)
+            janitor.forget(*made)
     return Story("lifetime", "Lifetime: who cleans up", tuple(steps), _verdict(
         steps, "explicit objects live until someone removes them (System V even with nobody attached); "
                "a library's pages are the page cache's and need no cleanup", "some lifetime claims did not hold"))

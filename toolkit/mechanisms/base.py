@@ -52,7 +52,6 @@ class Mechanism:
 
     name = "?"
     title = "?"
-    listed_in: tuple = ()
     creates_objects = True
 
     def new_handle(self, size: int) -> Handle:

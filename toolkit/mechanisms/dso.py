@@ -95,7 +95,6 @@ def library_mappings(maps, path: str):
 class Dso(Mechanism):
     name = "dso"
     title = "shared library"
-    listed_in = ("/proc/PID/maps",)
     creates_objects = False
 
     def new_handle(self, size: int = 0, path: str | None = None) -> Handle:
