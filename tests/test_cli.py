@@ -139,3 +139,9 @@ def test_sigkill_while_objects_exist(after):
     time.sleep(after)
     p.send_signal(signal.SIGKILL)
     p.wait()
+
+
+def test_permission_denied_is_one_line_as_nobody(nobody_env):
+    r = run_as_nobody(nobody_env, "elf", "--pid", "1")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "permission denied" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -122,7 +122,9 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                 mode, owner = dso.describe(h)
                 lib_write = global_write(group[0], group[1], "dso", path,
                                          [tuple(x) for x in replies[0]["extra"]["data_file"]], pfns_ok)
-                sharing = text_sharing(path, text, data, privileged)
+                text_ranges = {pid: [(lo, hi) for lo, hi, _ in r] for pid, r in text.items()}
+                text_pages = fp.pagemaps_of(text_ranges)  # read once: text sharing and the footprint use it
+                sharing = text_sharing(path, text, data, privileged, text_pages)
 
                 progress("reading smaps and pagemap")
                 smaps = fp.smaps_of(group[i].pid for i in range(len(group)))
@@ -133,8 +135,7 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                 text_size = sum(hi - lo for lo, hi, _ in next(iter(text.values())))
                 data_size = sum(hi - lo for lo, hi, _ in next(iter(data.values())))
                 foot["dso_text"] = fp.region_footprint(
-                    "dso_text", text_size, {pid: [(lo, hi) for lo, hi, _ in r] for pid, r in text.items()},
-                    smaps, privileged, (None, "page cache"))
+                    "dso_text", text_size, text_ranges, smaps, privileged, (None, "page cache"), text_pages)
                 foot["dso_data"] = fp.region_footprint(
                     "dso_data", data_size, {pid: [(lo, hi) for lo, hi, _ in r] for pid, r in data.items()},
                     smaps, privileged, (None, "page cache"))

@@ -16,16 +16,24 @@ def entries_in(entries, ranges):
     return [e for e in entries if any(lo <= e.mapping.start and e.mapping.end <= hi for lo, hi in ranges)]
 
 
+def pagemaps_of(ranges_by_pid: dict) -> dict:
+    """{pid: [PageRange per (start, end)]}: read once, for every measurement that needs the pages."""
+    return {pid: [read_pagemap(pid, r[0], r[1]) for r in ranges] for pid, ranges in ranges_by_pid.items()}
+
+
 def region_footprint(mechanism: str, region_bytes: int, ranges_by_pid: dict, smaps: dict,
-                     privileged: bool, kernel=(None, "")) -> Footprint:
+                     privileged: bool, kernel=(None, ""), pagemaps=None) -> Footprint:
+    """pagemaps: what pagemaps_of() read for these ranges, if it was read already."""
     per_peer, pfns = [], set()
+    if privileged and pagemaps is None:
+        pagemaps = pagemaps_of(ranges_by_pid)
     for pid, ranges in ranges_by_pid.items():
         entries = entries_in(smaps[pid], ranges)
         if entries:
             per_peer.append(PeerFootprint.from_entries(pid, entries))
         if privileged:
-            for lo, hi in ranges:
-                found = read_pagemap(pid, lo, hi).distinct_pfns()
+            for rng in pagemaps[pid]:
+                found = rng.distinct_pfns()
                 if found is None:
                     privileged = False
                     break

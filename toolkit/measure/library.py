@@ -86,13 +86,14 @@ def global_write(peer_a, peer_b, region: str, path: str, data_file_a, privileged
     )
 
 
-def text_sharing(path: str, text_by_pid: dict, data_by_pid: dict, privileged: bool) -> TextSharing:
-    """Are a library's code pages one physical copy in every peer? And where does each peer load it?"""
+def text_sharing(path: str, text_by_pid: dict, data_by_pid: dict, privileged: bool, pagemaps: dict) -> TextSharing:
+    """Are a library's code pages one physical copy in every peer? And where does each peer load it?
+    pagemaps: {pid: [PageRange]} of the text ranges, read once by the caller."""
     pfn_lists = []
-    for pid, ranges in text_by_pid.items():
+    for pid in text_by_pid:
         pfns = []
-        for lo, hi, _off in ranges:
-            pfns += read_pagemap(pid, lo, hi).pfns
+        for rng in pagemaps[pid]:
+            pfns += rng.pfns
         pfn_lists.append(pfns)
     pages = len(pfn_lists[0]) if pfn_lists else 0
     same = kmin = kmed = None
