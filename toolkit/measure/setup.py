@@ -60,43 +60,44 @@ def owner_phases(name: str, size: int, repeat: int, janitor, warmup: int = 1, hu
     handles = [mech.new_handle(size, huge=huge) for _ in range(warmup + repeat)]
     if mech.creates_objects:
         janitor.watch(*handles)
+    alive = []  # created and not yet destroyed: the janitor keeps watching these if we are interrupted
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
         for i, handle in enumerate(handles):
             s.record = i >= warmup
             att = None
-            created = False
             try:
                 if mech.creates_objects:
                     with s.time("create"):
                         mech.create(handle)
                 else:
                     mech.create(handle)  # nothing exists apart from the mapping: no phase to time
-                created = True
+                alive.append(handle)
                 with s.time("attach"):
                     att = mech.attach(handle)
                 with s.time("first_touch"):
                     vm.populate_write(att.addr, att.length)
                 with s.time("detach"):
                     mech.detach(att)
-                att = None
                 if mech.creates_objects:
                     with s.time("destroy"):
                         mech.destroy(handle)
                 else:
                     mech.destroy(handle)
-                created = False
+                alive.remove(handle)
             finally:
+                # a signal may land between any two statements above: detach is idempotent, destroy too
                 if att is not None:
                     mech.detach(att)
-                if created:
+                if handle in alive:
                     mech.destroy(handle)
+                    alive.remove(handle)
     finally:
         if gc_was_on:
             gc.enable()
         if mech.creates_objects:
-            janitor.forget(*handles)
+            janitor.forget(*[h for h in handles if h not in alive])
     return s
 
 

@@ -38,6 +38,7 @@ class Attachment:
     length: int
     obj: Any = field(default=None, repr=False)
     extra: dict = field(default_factory=dict)
+    detached: bool = False  # set by detach(), so that a second detach (cleanup after a signal) is a no-op
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -70,6 +71,15 @@ class Mechanism:
         raise NotImplementedError
 
     def detach(self, att: Attachment) -> None:
+        """Unmap; a no-op when already done, so that cleanup after an interruption cannot unmap twice
+        (a second munmap of the range could hit a mapping made there since)."""
+        if not att.detached:
+            # marked first: a signal landing right after the unmap must not lead cleanup to unmap again;
+            # a signal landing before it leaves a mapping in a process that is exiting anyway
+            att.detached = True
+            self._detach(att)
+
+    def _detach(self, att: Attachment) -> None:
         raise NotImplementedError
 
     def destroy(self, handle: Handle) -> None:

@@ -127,7 +127,7 @@ class Dso(Mechanism):
         }
         return att
 
-    def detach(self, att: Attachment) -> None:
+    def _detach(self, att: Attachment) -> None:
         self.dlclose(att.obj)
 
     def destroy(self, handle: Handle) -> None:

@@ -57,7 +57,7 @@ class Memfd(Mechanism):
                 os.close(fd)
         return Attachment(handle, addr, length)
 
-    def detach(self, att: Attachment) -> None:
+    def _detach(self, att: Attachment) -> None:
         vm.munmap(att.addr, att.length)
 
     def destroy(self, handle: Handle) -> None:
@@ -104,7 +104,7 @@ class AnonShared(Mechanism):
             raise LimitExceeded(f"anonymous shared mapping of {handle.size} bytes refused: {err.strerror}") from err
         return Attachment(handle, addr, length)
 
-    def detach(self, att: Attachment) -> None:
+    def _detach(self, att: Attachment) -> None:
         vm.munmap(att.addr, att.length)
 
     def destroy(self, handle: Handle) -> None:

@@ -61,7 +61,7 @@ class Posix(Mechanism):
             shm.close_fd()
         return Attachment(handle, addr, length)
 
-    def detach(self, att: Attachment) -> None:
+    def _detach(self, att: Attachment) -> None:
         vm.munmap(att.addr, att.length)
 
     def destroy(self, handle: Handle) -> None:

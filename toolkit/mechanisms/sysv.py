@@ -89,8 +89,11 @@ class SysV(Mechanism):
         # the size we created it with saves an IPC_STAT; attaching by key alone asks the kernel
         return Attachment(handle, shm.address, page_round(handle.size or shm.size), shm)
 
-    def detach(self, att: Attachment) -> None:
-        att.obj.detach()
+    def _detach(self, att: Attachment) -> None:
+        try:
+            att.obj.detach()
+        except sysv_ipc.NotAttachedError:
+            pass  # already detached
 
     def destroy(self, handle: Handle) -> None:
         try:
