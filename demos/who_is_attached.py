@@ -36,6 +36,5 @@ with Janitor() as janitor, PeerGroup(3) as peers:
               "were found attached.")
     finally:
         for h in shared + [lonely]:
-            if h.shmid is not None or h.mechanism == "posix":
-                (sysv if h.mechanism == "sysv" else posix).destroy(h)
+            (sysv if h.mechanism == "sysv" else posix).destroy(h)
         janitor.forget(*shared, lonely)

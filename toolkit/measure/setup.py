@@ -68,12 +68,12 @@ def owner_phases(name: str, size: int, repeat: int, janitor, warmup: int = 1, hu
             s.record = i >= warmup
             att = None
             try:
+                alive.append(handle)  # before create: a signal may land as soon as the object exists
                 if mech.creates_objects:
                     with s.time("create"):
                         mech.create(handle)
                 else:
                     mech.create(handle)  # nothing exists apart from the mapping: no phase to time
-                alive.append(handle)
                 with s.time("attach"):
                     att = mech.attach(handle)
                 with s.time("first_touch"):

@@ -146,8 +146,7 @@ def permissions() -> Story:
                 (f"loaded {dso.new_handle(path=None).path} and read its code pages: {text_ok}",), text_ok))
         finally:
             for h in hs:
-                if h.shmid is not None or h.mechanism == "posix":
-                    (sysv if h.mechanism == "sysv" else posix).destroy(h)
+                (sysv if h.mechanism == "sysv" else posix).destroy(h)
             janitor.forget(*hs)
     return Story("permissions", title, tuple(steps), _verdict(
         steps, "mode bits decide who attaches explicit objects (0600: the owner only; 0666: everyone); a library's "
@@ -228,8 +227,7 @@ def namespaces() -> Story:
             finally:
                 peer.close()
         finally:
-            if s_h.shmid is not None:
-                sysv.destroy(s_h)
+            sysv.destroy(s_h)
             posix.destroy(p_h)
             janitor.forget(s_h, p_h)
     return Story("namespaces", title, tuple(steps), _verdict(

@@ -96,8 +96,16 @@ class SysV(Mechanism):
             pass  # already detached
 
     def destroy(self, handle: Handle) -> None:
+        """IPC_RMID. Without a shmid (interrupted right after shmget), the segment this process made
+        under the handle's key; nothing when there is none."""
+        shmid = handle.shmid
+        if shmid is None:
+            seg = find_by_key(handle.key)
+            if seg is None or seg.cpid != os.getpid():
+                return
+            shmid = seg.shmid
         try:
-            sysv_ipc.remove_shared_memory(handle.shmid)
+            sysv_ipc.remove_shared_memory(shmid)
         except sysv_ipc.ExistentialError:
             pass
 
