@@ -10,14 +10,17 @@ import subprocess
 
 import sysv_ipc
 
+from toolkit import vm
+
 from toolkit.errors import AccessDenied, LimitExceeded, NotFound
 from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name, page_round
 from toolkit.proc.system import read_limits, read_sysvipc_shm
 
 IPC_CREAT, IPC_EXCL, SHM_HUGETLB = 0o1000, 0o2000, 0o4000
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = ctypes.CDLL(None)  # no use_errno: see toolkit.vm
 _libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+_shmget = _libc.shmget
 
 
 def random_key() -> int:
@@ -53,9 +56,9 @@ class SysV(Mechanism):
         # which would put a full first touch inside "create".
         if handle.huge:
             flags |= SHM_HUGETLB
-        shmid = _libc.shmget(handle.key, handle.size, IPC_CREAT | IPC_EXCL | mode | flags)
+        shmid = _shmget(handle.key, handle.size, IPC_CREAT | IPC_EXCL | mode | flags)
         if shmid == -1:
-            e = ctypes.get_errno()
+            e = vm.last_errno()
             if e == errno.EEXIST:
                 raise FileExistsError(e, f"System V key {handle.key:#x} is taken")
             if e in (errno.EINVAL, errno.ENOSPC, errno.ENOMEM):
