@@ -47,7 +47,16 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:
-        cli.main(args=argv, prog_name="shmkit", standalone_mode=True)
-    except KeyboardInterrupt:
+        code = cli.main(args=argv, prog_name="shmkit", standalone_mode=False)
+    except click.UsageError as err:
+        # one line, as for every other bad input (click would add the usage and a hint)
+        where = f"{err.ctx.command_path}: " if err.ctx is not None else ""
+        click.echo(f"Error: {where}" + " ".join(err.format_message().split()), err=True)
+        sys.exit(err.exit_code)
+    except click.ClickException as err:
+        click.echo(f"Error: {err.format_message()}", err=True)
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.Abort):
         click.echo("shmkit: interrupted", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
