@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound
 from toolkit.proc.fs import default_fs
-from toolkit.proc.maps import parse_maps, read_smaps
+from toolkit.proc.maps import parse_maps, read_rollup, read_smaps, rollup_from_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
 from toolkit.proc.process import list_pids, read_identity
 from toolkit.proc.system import read_sysvipc_shm
@@ -122,15 +122,11 @@ _INTERESTING = (b"/SYSV", b"/dev/shm/", b"/memfd:", b" (deleted)")
 
 def _shared_maps(pid):
     """(pid, command, [Mapping]) of the shared-memory-looking mappings of one process, or an error kind."""
-    fs = default_fs()
     try:
-        with open(fs.path(pid, "maps"), "rb") as f:
-            data = f.read()
-    except PermissionError:
+        data = default_fs().read_bytes(pid, "maps")
+    except AccessDenied:
         return pid, None, "denied"
-    except (FileNotFoundError, ProcessLookupError):
-        return pid, None, "vanished"
-    except OSError:
+    except (NoSuchProcess, NotFound, OSError):
         return pid, None, "vanished"
     if not any(s in data for s in _INTERESTING):
         return pid, [], None
@@ -299,70 +295,23 @@ def classify(entries) -> list:
     return kinds
 
 
-_ROLLUP_KEYS = {b"Rss": "Rss", b"Pss": "Pss", b"Private_Clean": "Private_Clean", b"Private_Dirty": "Private_Dirty",
-                b"Swap": "Swap", b"SwapPss": "SwapPss"}
-
-
-def _read_bytes(path) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                return b"".join(chunks)
-            chunks.append(b)
-    finally:
-        os.close(fd)
-
-
-def _rollup_fields(pid) -> Optional[dict]:
-    """The few totals footprint needs, from smaps_rollup (else summed smaps); None for no address space.
-
-    The hot path of `footprint --all`: raw reads and a byte-level parse of only the lines it needs."""
-    fs = default_fs()
-    try:
-        data = _read_bytes(fs.path(pid, "smaps_rollup"))
-    except ProcessLookupError:
-        return None  # ESRCH: a kernel thread or a zombie, no mm
-    except FileNotFoundError:
-        if os.path.isdir(fs.path(pid)) and not os.path.exists(fs.path(pid, "smaps_rollup")):
-            data = _read_bytes(fs.path(pid, "smaps"))  # before Linux 4.14
-        else:
-            raise
-    out = dict.fromkeys(_ROLLUP_KEYS.values(), 0)
-    seen = False
-    for line in data.split(b"\n"):
-        key, sep, rest = line.partition(b":")
-        name = _ROLLUP_KEYS.get(key)
-        if name is not None and sep:
-            out[name] += int(rest.split()[0]) * 1024
-            seen = True
-    return out if seen else None
-
-
 def _one(pid, need_smaps):
     fs = default_fs()
     try:
         uid = os.stat(fs.path(pid)).st_uid
         if need_smaps:
             entries = read_smaps(pid)
-            if not entries:
-                return pid, None, "kernel"
-            total = lambda k: sum(e.get(k, 0) for e in entries)  # noqa: E731
-            fields = {k: total(k) for k in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Swap", "SwapPss")}
+            fields = rollup_from_smaps(pid, entries).fields
         else:
-            fields, entries = _rollup_fields(pid), None
-            if fields is None:
-                return pid, None, "kernel"
-        cmd = _read_bytes(fs.path(pid, "cmdline")).replace(b"\0", b" ").strip().decode("utf-8", "replace")
+            fields, entries = read_rollup(pid).fields, None
+        if not fields:
+            return pid, None, "kernel"  # no address space
+        cmd = fs.read_bytes(pid, "cmdline").replace(b"\0", b" ").strip().decode("utf-8", "replace")
         if not cmd:
-            cmd = "[" + _read_bytes(fs.path(pid, "comm")).strip().decode("utf-8", "replace") + "]"
+            cmd = "[" + fs.read_bytes(pid, "comm").strip().decode("utf-8", "replace") + "]"
     except (AccessDenied, PermissionError):
         return pid, None, "denied"
-    except (NoSuchProcess, NotFound, FileNotFoundError, ProcessLookupError):
-        return pid, None, "vanished"
-    except OSError:
+    except (NoSuchProcess, NotFound, OSError):
         return pid, None, "vanished"
     return pid, (uid, cmd, fields, entries), None
 

@@ -36,6 +36,24 @@ class ProcFS:
         except OSError as err:
             raise self._translate(err, rel) from err
 
+    def read_bytes(self, *rel) -> bytes:
+        """The whole file with raw reads: the fast path for the small files read once per process."""
+        try:
+            fd = os.open(self.path(*rel), os.O_RDONLY)
+        except OSError as err:
+            raise self._translate(err, rel) from err
+        try:
+            chunks = []
+            while True:
+                b = os.read(fd, 65536)
+                if not b:
+                    return b"".join(chunks)
+                chunks.append(b)
+        except OSError as err:
+            raise self._translate(err, rel) from err
+        finally:
+            os.close(fd)
+
     def read_at(self, rel: tuple, runs) -> list:
         """Read several (offset, length) runs from one binary file with one open."""
         try:

@@ -1,6 +1,7 @@
 """/proc/PID/maps, /proc/PID/smaps and /proc/PID/smaps_rollup."""
 from __future__ import annotations
 
+from toolkit.errors import NoSuchProcess
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.records import Mapping, Rollup, SmapsEntry
 
@@ -44,12 +45,17 @@ def has_smaps_rollup(pid="self", fs: ProcFS | None = None) -> bool:
     return (fs or default_fs()).exists(pid, "smaps_rollup")
 
 
-def parse_rollup(pid, text: str) -> Rollup:
-    lines = text.splitlines()
-    header = next((i for i, line in enumerate(lines) if _is_header(line)), None)
-    body = lines[header + 1:] if header is not None else lines
-    entry = SmapsEntry.from_block(lines[header] if header is not None else "0-0 ---p 0 00:00 0", body)
-    return Rollup(pid, dict(entry.fields), True)
+def parse_rollup(pid, data) -> Rollup:
+    """smaps_rollup text (str or bytes): every 'Name: N kB' line, in bytes."""
+    if isinstance(data, str):
+        data = data.encode()
+    fields = {}
+    for line in data.split(b"\n"):
+        key, sep, rest = line.partition(b":")
+        words = rest.split()
+        if sep and words and b" " not in key and words[0].isdigit():
+            fields[key.decode()] = int(words[0]) * (1024 if len(words) > 1 and words[1] == b"kB" else 1)
+    return Rollup(pid, fields, True)
 
 
 def rollup_from_smaps(pid, entries) -> Rollup:
@@ -63,9 +69,16 @@ def rollup_from_smaps(pid, entries) -> Rollup:
 
 
 def read_rollup(pid, fs: ProcFS | None = None) -> Rollup:
+    """Totals of a process. Empty fields where it has no address space (a kernel thread, a zombie:
+    the kernel answers ESRCH); the sum of smaps where the kernel has no smaps_rollup (before 4.14)."""
     fs = fs or default_fs()
-    if has_smaps_rollup(pid, fs):
-        return parse_rollup(pid, fs.read_text(pid, "smaps_rollup"))
+    try:
+        return parse_rollup(pid, fs.read_bytes(pid, "smaps_rollup"))
+    except NoSuchProcess:
+        if not fs.exists(pid):
+            raise
+        if has_smaps_rollup(pid, fs):
+            return Rollup(pid, {}, True)
     return rollup_from_smaps(pid, read_smaps(pid, fs))
 
 
