@@ -129,6 +129,9 @@ def findings(c: Comparison) -> list:
             out.append(f"position independence: {distinct} different load addresses in {len(t.load_addresses)} peers (ASLR); "
                        f"text-to-data distance {'the same in every peer' if same_dist else 'differs'}"
                        + (f" ({t.text_to_data[0]:#x})" if same_dist and t.text_to_data else "") + ".")
+    lib_setup = next((m.setup for m in c.mechanisms if m.mechanism == "dso_text"), None)
+    if lib_setup is not None and lib_setup.note:
+        out.append(f"library setup: {lib_setup.note}.")
     for m in c.mechanisms:
         f = m.footprint
         if m.mechanism in ("sysv", "posix") and f.per_peer:
