@@ -82,10 +82,6 @@ def _flags(p_flags: int) -> str:
     return ("R" if p_flags & PF_R else " ") + ("W" if p_flags & PF_W else " ") + ("E" if p_flags & PF_X else " ")
 
 
-def _page_down(x, page=RUNTIME_PAGE):
-    return x - x % page
-
-
 def open_elf_bytes(path: str):
     """Open and check the magic; errors become the library's, one line each."""
     try:

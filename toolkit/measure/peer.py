@@ -233,9 +233,6 @@ class _Server:
 
         return {"shmids": [s.shmid for s in read_sysvipc_shm()]}
 
-    def op_exists(self, path):
-        return {"exists": os.path.exists(path)}
-
     def op_mprotect(self, addr, length, prot):
         from toolkit import vm
 

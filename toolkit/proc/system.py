@@ -56,10 +56,3 @@ def read_limits(fs: ProcFS | None = None) -> Limits:
         dev_shm_free=dev_shm_free(),
         mem_available=mem.get("MemAvailable"),
     )
-
-
-def list_dev_shm(path: str = "/dev/shm") -> list:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
