@@ -10,7 +10,7 @@ from toolkit.units import human_bytes, human_seconds, parse_size
 
 size = parse_size(sys.argv[1] if len(sys.argv) > 1 else "16M")
 peers = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-c = run_compare(size, peers, progress=lambda m: print(f"  ... {m}", file=sys.stderr))
+c = run_compare(size, peers, progress=lambda what, done=None, total=None: print(f"  ... {what}", file=sys.stderr))
 by = {m.mechanism: m for m in c.mechanisms}
 sysv, posix, text, data = by["sysv"], by["posix"], by["dso_text"], by["dso_data"]
 
@@ -27,9 +27,11 @@ for m in (sysv, posix):
 print("\n2. What it costs to set up (median of repetitions, this machine, this run):")
 for m in (sysv, posix):
     ph = {p.name: p for p in m.setup.phases}
+    frees = "destroy" if "destroy" in ph else "detach"  # System V: the last detach of a marked segment frees it
     print(f"   {m.title}: create {human_seconds(ph['create'].median_s)}, attach {human_seconds(ph['attach'].median_s)}, "
+          f"mark for removal {human_seconds(ph['mark'].median_s)}, "
           f"first touch {human_seconds(ph['first_touch'].median_s)} ({ph['first_touch'].minor_faults} minor faults), "
-          f"destroy {human_seconds(ph['destroy'].median_s)}")
+          f"freeing the pages ({frees}) {human_seconds(ph[frees].median_s)}")
 print(f"   the library: {text.setup.note}")
 
 print("\n3. Footprint: Rss counts shared pages in every process, Pss divides them, PFNs count them once.")

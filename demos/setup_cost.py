@@ -15,7 +15,7 @@ row = {(x.mechanism, x.size_bytes, x.phase): x for x in r.rows}
 print(f"Setting up {human_bytes(size)} of shared memory four ways (median of 5 runs, {r.machine['cpu']}):\n")
 for m in ("sysv", "posix", "memfd", "anon"):
     c, a, t = (row.get((m, size, p)) for p in ("create", "attach", "first_touch"))
-    print(f"  {m:6} create {human_seconds(c.median_s):>9}  attach {human_seconds(a.median_s):>9}  "
+    print(f"  {m:6} create {human_seconds(c.median_s) if c else '—':>9}  attach {human_seconds(a.median_s):>9}  "
           f"first touch {human_seconds(t.median_s):>9} ({t.minor_faults} faults, {t.ns_per_page:.0f} ns/page)")
 print("\nCreating and attaching are cheap and nearly independent of size: no memory is handed out yet.")
 print("The first touch is the real cost: one fault per page, and the kernel zeroes every new page.\n")

@@ -1,4 +1,5 @@
 """Peers: separate processes that attach, answer, and never outlive their parent."""
+import json
 import os
 import subprocess
 import sys
@@ -66,30 +67,95 @@ def test_peer_dies_with_its_parent():
     assert not _alive(peer_pid)
 
 
-def test_janitor_removes_what_a_killed_parent_made():
-    code = textwrap.dedent("""
-        import json, sys, time
-        from toolkit import mechanisms
-        from toolkit.measure.janitor import Janitor
-        j = Janitor()
-        out = {}
-        for name in ("sysv", "posix"):
-            m = mechanisms.get(name)
-            h = m.new_handle(8192)
-            j.watch(h)
-            m.create(h)
-            out[name] = h.to_json()
-        print(json.dumps(out), flush=True)
-        time.sleep(60)
-    """)
-    import json
+MAKER = textwrap.dedent("""
+    import json, sys, time
+    from toolkit import mechanisms
+    from toolkit.measure.janitor import Janitor
+    from toolkit.measure.peer import Peer
+    j = Janitor() if sys.argv[1] == "janitor" else None
+    peer = Peer()
+    if j:
+        j.watch_process(peer.pid)
+    out = []
+    for name in ("sysv", "posix"):
+        m = mechanisms.get(name)
+        h = m.new_handle(8192)
+        m.create(h)  # named, never marked: only the janitor can remove these
+        out.append(h.to_json())
+        out.append(peer.call("create", handle=m.new_handle(8192).to_json())["handle"])
+    print(json.dumps(out), flush=True)
+    time.sleep(60)
+""")
 
-    mid = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    made = json.loads(mid.stdout.readline())
-    posix = mechanisms.get("posix")
+
+def _made_objects(mode):
     from toolkit.mechanisms import Handle
 
-    assert posix.exists(Handle.from_json(made["posix"]))
+    mid = subprocess.Popen([sys.executable, "-c", MAKER, mode], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    return mid, [Handle.from_json(h) for h in json.loads(mid.stdout.readline())]
+
+
+def _present(handles):
+    return [h for h in handles if mechanisms.get(h.mechanism).exists(h)]
+
+
+def test_janitor_removes_what_a_killed_parent_and_its_peer_made():
+    mid, made = _made_objects("janitor")
+    assert len(_present(made)) == 4  # two made by the parent, two by its peer
     mid.kill()
     mid.wait()
-    # the leak check around this test waits for the janitor and fails if anything stays
+    deadline = time.monotonic() + 10
+    while _present(made) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _present(made) == []
+
+
+def test_janitor_fed_a_cut_last_line_still_removes_everything():
+    """The janitor is told of the creators; a line cut by a signal (or garbage) is skipped, not fatal."""
+    from toolkit.measure.janitor import parse_creator
+
+    mid, made = _made_objects("none")  # no janitor of its own: ours is told about it below
+    try:
+        since = time.time() - 30
+        jan = subprocess.Popen([sys.executable, "-m", "toolkit.measure.janitor", str(mid.pid), repr(since)],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+        peer_pid = next(int(p) for p in os.listdir("/proc") if p.isdigit() and _is_child_peer(int(p), mid.pid))
+        jan.stdin.write(f"creator {peer_pid}\n".encode() + b"\xff\xfe garbage\n{\"verb\": \"wat")
+        jan.stdin.close()
+        assert jan.wait(timeout=30) == 0, jan.stderr.read()
+        assert b"Traceback" not in jan.stderr.read()
+        assert _present(made) == []  # the parent's and the peer's objects, all removed
+    finally:
+        mid.kill()
+        mid.wait()
+    assert parse_creator(b"creator 12") == 12 and parse_creator(b"creat") is None and parse_creator(b"\xff") is None
+
+
+def _is_child_peer(pid, parent):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ppid = int(f.read().rpartition(b")")[2].split()[1])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except (OSError, ValueError):
+        return False
+    return ppid == parent and b"toolkit.measure.peer" in cmd
+
+
+def test_janitor_spares_objects_it_was_not_told_about():
+    """Only what the watched processes made since the janitor started: not this test's own object."""
+    from toolkit.measure.janitor import sweep
+
+    posix, sysv = mechanisms.get("posix"), mechanisms.get("sysv")
+    mine = [sysv.new_handle(4096), posix.new_handle(4096)]
+    for h in mine:
+        mechanisms.get(h.mechanism).create(h)
+    try:
+        assert sweep({os.getpid()}, time.time() + 5) == []  # made before `since`: not swept
+        assert len(_present(mine)) == 2
+        assert sweep({1}, time.time() - 5) == []  # another creator: not swept
+        assert len(_present(mine)) == 2
+        assert sweep({os.getpid()}, time.time() - 5) == [] and _present(mine) == []
+    finally:
+        for h in mine:
+            mechanisms.get(h.mechanism).destroy(h)

@@ -4,6 +4,18 @@
 class ShmkitError(Exception):
     """Base of every error the library raises on purpose."""
 
+    def __reduce__(self):
+        # pickled whole (message and attributes) for the trip back from a sandboxed peer, whatever
+        # arguments the subclass's __init__ takes
+        return _rebuild, (type(self), str(self), self.__dict__)
+
+
+def _rebuild(cls, msg, attrs):
+    err = Exception.__new__(cls)
+    Exception.__init__(err, msg)
+    err.__dict__.update(attrs)
+    return err
+
 
 class BadInput(ShmkitError):
     """An argument the user gave cannot be used (size, count, name)."""
@@ -38,4 +50,8 @@ class AccessDenied(ShmkitError):
 
 
 class PeerFailed(ShmkitError):
-    """A peer process died or answered with an error."""
+    """A peer process died, stopped answering, or answered with an error."""
+
+    def __init__(self, msg, pid=None, what=None):
+        self.pid, self.what = pid, what
+        super().__init__(msg)

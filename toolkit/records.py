@@ -234,6 +234,22 @@ class Visibility(NamedTuple):
     owner: str
     outlives_creator: Optional[bool]  # None where there is nothing to outlive (library)
     note: str = ""
+    reached_by: str = ""  # how a peer reaches it (a shmid, the owner's descriptor, the file)
+
+
+# The order of an object's life with early removal: the name goes right after attach, so "destroy" is
+# no longer a separate removal but the call that frees the pages: the last detach of a marked System V
+# segment (shmdt), the close of the last descriptor of an unlinked POSIX object or memfd.
+PHASES = ("create", "attach", "mark", "first_touch", "detach", "destroy")
+SECOND_PHASES = ("second_attach", "read_through", "second_detach")
+PHASE_MEANING = {
+    "create": "shmget; shm_open + ftruncate; memfd_create + ftruncate",
+    "attach": "shmat; mmap of the owner's descriptor",
+    "mark": "IPC_RMID of the attached segment; shm_unlink (the name goes, the object stays while used)",
+    "first_touch": "fault in every page for writing",
+    "detach": "shmdt; munmap (for System V the last detach of a marked segment: it frees the pages)",
+    "destroy": "close of the last descriptor of an unlinked object: it frees the pages (not System V)",
+}
 
 
 class Phase(NamedTuple):
@@ -259,7 +275,7 @@ class Phase(NamedTuple):
 
 class SetupCost(NamedTuple):
     mechanism: str
-    phases: tuple  # of Phase, in order create, attach, first_touch, detach, destroy
+    phases: tuple  # of Phase, in the order of measure.setup.PHASES (create, attach, mark, ...)
     touch_method: str  # 'MADV_POPULATE_WRITE' or 'memset'
     note: str = ""
 
@@ -431,3 +447,4 @@ class Story(NamedTuple):
     steps: tuple  # of Step
     verdict: str
     skipped: str = ""  # the reason, where the whole story cannot run on this machine
+    where: str = ""  # where its objects were made (a private namespace, or this machine's)

@@ -2,7 +2,7 @@ import json
 
 import click
 
-from toolkit.cli.common import console, library_errors
+from toolkit.cli.common import ProgressReporter, console, library_errors
 
 
 def _sizes(ctx, param, value):
@@ -39,19 +39,8 @@ def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot
         except ImportError:
             raise click.ClickException("--plot needs matplotlib: pip install 'shmkit[plot]'") from None
     names = [m.strip() for m in mechs.split(",") if m.strip()]
-    err = console(stderr=True)
-    if as_json or not err.is_terminal:
-        result = run_bench(sizes, names, repeat, pin, hugepages, library)
-    else:
-        from rich.progress import Progress
-
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("measuring", total=None)
-
-            def progress(done, total, what):
-                bar.update(task, completed=done, total=total, description=what)
-
-            result = run_bench(sizes, names, repeat, pin, hugepages, library, progress)
+    with ProgressReporter() as progress:
+        result = run_bench(sizes, names, repeat, pin, hugepages, library, progress)
     if csv_path:
         report.write_csv(result, csv_path)
     if plot_path:

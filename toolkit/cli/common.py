@@ -42,3 +42,60 @@ def console(stderr=False):
     from rich.console import Console
 
     return Console(stderr=stderr)
+
+
+class ProgressReporter:
+    """Progress of a long run on stderr: a rich bar with an estimate where stderr is a terminal, plain
+    lines (at most one a second, with the estimate) otherwise; nothing with quiet. Call it as
+    progress(what, done=None, total=None)."""
+
+    PLAIN_EVERY_S = 1.0
+
+    def __init__(self, quiet: bool = False):
+        import sys
+        import time
+
+        self.quiet = quiet
+        self.clock = time.monotonic
+        self.started = self.clock()
+        self.last_plain = 0.0
+        self.last_what = None
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=console(stderr=True), transient=True)
+            self.task = self.bar.add_task("starting", total=None)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, what, done=None, total=None):
+        if self.quiet:
+            return
+        if self.bar is not None:
+            if what != self.last_what:  # a new phase: its own count and estimate
+                self.bar.reset(self.task, total=total, description=what)
+            self.bar.update(self.task, completed=done or 0, total=total, description=what)
+            self.last_what = what
+            return
+        now = self.clock()
+        if what == self.last_what and now - self.last_plain < self.PLAIN_EVERY_S:
+            return
+        if what != self.last_what:
+            self.phase_started = now
+        self.last_plain, self.last_what = now, what
+        line = f"shmkit: {what}"
+        if done is not None and total:
+            line += f" {done}/{total}"
+            spent = now - self.phase_started
+            if 0 < done < total and spent > 1:
+                line += f", about {spent * (total - done) / done:.0f} s left"
+        click.echo(line, err=True)

@@ -2,7 +2,7 @@ import json
 
 import click
 
-from toolkit.cli.common import SIZE, console, library_errors
+from toolkit.cli.common import SIZE, ProgressReporter, console, library_errors
 
 
 @click.command()
@@ -19,11 +19,9 @@ def compare(size, peers, library, repeat, as_json):
 
     if repeat < 1:
         raise click.BadParameter("must be at least 1", param_hint="--repeat")
-    err = console(stderr=True)
+    with ProgressReporter() as progress:
+        result = run_compare(size, peers, library, repeat, progress=progress)
     if as_json:
-        result = run_compare(size, peers, library, repeat)
         click.echo(json.dumps(report.to_json(result), indent=2))
     else:
-        with err.status("measuring") as status:
-            result = run_compare(size, peers, library, repeat, progress=lambda m: status.update(m))
         report.render(result, console())

@@ -7,8 +7,9 @@ import platform
 from toolkit import mechanisms, vm
 from toolkit.errors import BadInput, LimitExceeded
 from toolkit.measure.janitor import Janitor
-from toolkit.measure.peer import Peer
-from toolkit.measure.setup import Samples, library_phases, owner_phases, second_phases
+from toolkit.measure.peer import PeerGroup
+from toolkit.measure.sandbox import run_isolated
+from toolkit.measure.setup import Samples, owner_phases, second_phases
 from toolkit.proc.system import read_limits, read_meminfo
 from toolkit.records import BenchResult, BenchRow, Phase
 
@@ -101,8 +102,10 @@ def default_library(pid) -> str | None:
 
 
 def run_bench(sizes=DEFAULT_SIZES, mechs=ALL, repeat=None, pin=None, huge=False, library=None,
-              progress=lambda done, total, what: None) -> BenchResult:
+              progress=lambda what, done=None, total=None: None) -> BenchResult:
     unknown = [m for m in mechs if m not in ALL]
+    if not mechs:
+        raise BadInput(f"no mechanism given; choose from {', '.join(ALL)}")
     if unknown:
         raise BadInput(f"unknown mechanism(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
     if repeat is not None and repeat < 1:
@@ -114,33 +117,40 @@ def run_bench(sizes=DEFAULT_SIZES, mechs=ALL, repeat=None, pin=None, huge=False,
             os.sched_setaffinity(0, {pin})  # peers inherit the affinity through fork+exec
         except (OSError, ValueError) as err:
             raise BadInput(f"--pin {pin}: {err}") from err
+    # Thousands of objects, each named for the microseconds between create and mark: measured in a
+    # private IPC namespace and /dev/shm where one can be made, so that no kill can leave one behind.
+    run = run_isolated("toolkit.measure.bench:_measure", progress, work=max(sizes), sizes=sizes, mechs=list(mechs),
+                       repeat=repeat, huge=huge, library=library)
+    rows, notes = run.result
+    notes = [f"objects made {run.where}"] + notes
+    result = BenchResult(machine_info(pin, huge, vm.touch_method()), tuple(rows), (), tuple(notes))
+    return BenchResult(result.machine, result.rows, tuple(findings(result)), result.notes)
+
+
+def _measure(sizes, mechs, repeat, huge, library, progress) -> tuple:
+    """The measurement itself: (rows, notes). Runs wherever run_bench put it."""
     notes = []
     rows = []
     explicit = [m for m in mechs if m in EXPLICIT]
     total = len(explicit) * len(sizes) + ("dso" in mechs)
     done = 0
-    page = vm.PAGE_SIZE
-    with Janitor() as janitor:
-        peer = Peer()
-        try:
-            for size in sizes:
-                n = repeat or calibrated_repeat(size)
-                w = warmups(size)
-                for name in explicit:
-                    progress(done, total, f"{name} {size} bytes x{n}")
-                    rows += _rows(name, size, owner_phases(name, size, n, janitor, w, huge))
-                    if mechanisms.get(name).second_process:
-                        rows += _rows(name, size, second_phases(name, size, n, janitor, peer, w, huge))
-                    done += 1
-            if "dso" in mechs:
-                progress(done, total, f"dso {library}")
-                rows += _library_rows(library, repeat or 20, peer, notes)
+    with Janitor() as janitor, PeerGroup(1) as (peer,):
+        janitor.watch_process(peer.pid)
+        for size in sizes:
+            n = repeat or calibrated_repeat(size)
+            w = warmups(size)
+            for name in explicit:
+                progress(f"{name} {size} bytes x{n}", done, total)
+                rows += _rows(name, size, owner_phases(name, size, n, w, huge, progress))
+                if mechanisms.get(name).second_process:
+                    rows += _rows(name, size, second_phases(name, size, n, peer, w, huge, progress))
                 done += 1
-        finally:
-            peer.close()
-    progress(total, total, "done")
-    result = BenchResult(machine_info(pin, huge, vm.touch_method()), tuple(rows), (), tuple(notes))
-    return BenchResult(result.machine, result.rows, tuple(findings(result)), result.notes)
+        if "dso" in mechs:
+            progress(f"dso {library or ''}".strip(), done, total)
+            rows += _library_rows(library, repeat or 20, peer, notes)
+            done += 1
+    progress("done", total, total)
+    return rows, notes
 
 
 def _library_rows(library, n, peer, notes):
@@ -155,7 +165,8 @@ def _library_rows(library, n, peer, notes):
     symbol = next((sym for prefix, sym in KNOWN_CALLS.items() if base.startswith(prefix)), None)
     cold = os.geteuid() == 0 and probe_pfns_visible()
     # measured in a fresh peer, where the library is not loaded yet
-    reply = peer.call("library_phases", path=path, repeat=n, warmup=1, symbol=symbol, cold=cold)
+    reply = peer.call("library_phases", path=path, repeat=n, warmup=1, symbol=symbol, cold=cold,
+                      work=(n + 1) * os.path.getsize(path))
     notes.append(f"dso ({path}): {reply['note']}"
                  + ("" if symbol else "; no known function to call, so no first_call phase"))
     size = os.path.getsize(path)

@@ -10,11 +10,12 @@ from toolkit.measure import footprint as fp
 from toolkit.measure.janitor import Janitor
 from toolkit.measure.library import global_write, text_sharing
 from toolkit.measure.peer import PeerGroup, made_by_exited_peer
+from toolkit.measure.sandbox import run_isolated
 from toolkit.measure.setup import measure_explicit, measure_library
 from toolkit.mechanisms.dso import resolve_library
 from toolkit.proc.maps import read_maps
 from toolkit.proc.pagemap import PAGE_SIZE, kpagecount_readable, probe_pfns_visible
-from toolkit.proc.system import read_limits, read_meminfo, read_sysvipc_shm
+from toolkit.proc.system import read_limits, read_meminfo
 from toolkit.records import Comparison, MechanismResult, Visibility
 
 TITLES = {"sysv": "System V", "posix": "POSIX", "dso_text": "library text", "dso_data": "library data"}
@@ -44,27 +45,36 @@ def _maps_name(pid, addr) -> str:
     return m.name if m else "?"
 
 
-def _outlive_check(janitor, env=None) -> dict:
-    """A peer creates one object of each kind and exits; are they still there? Then remove them."""
+EXPLICIT = ("sysv", "posix")
+
+
+def lifetime_facts(names, progress=None) -> dict:
+    """Where an object is listed and whether it outlives its creator: a peer creates one named object of
+    each mechanism and exits. The objects stay named for the length of the check, so this runs in a
+    private namespace where one can be made (run_isolated)."""
     out = {}
-    _pid, handles = made_by_exited_peer(janitor, ("sysv", "posix"), env)
-    for name, h in handles.items():
-        mech = mechanisms.get(name)
-        try:
-            if name == "sysv":
-                seg = next((s for s in read_sysvipc_shm() if s.shmid == h.shmid), None)
-                out[name] = seg is not None and seg.nattch == 0
-            else:
-                out[name] = mech.exists(h)
-        finally:
-            mech.destroy(h)
-            janitor.forget(h)
+    with Janitor() as janitor:
+        _pid, handles = made_by_exited_peer(janitor, names)
+        for name, h in handles.items():
+            mech = mechanisms.get(name)
+            try:
+                out[name] = {"outlives": mech.outlives(h), "listed": mech.listed(h)}
+            finally:
+                mech.destroy(h)
     return out
 
 
+def _isolated_part(names, size, repeat, progress) -> tuple:
+    """What compare measures with objects named for a while or created by the hundred: lifetime facts
+    and the setup-cost loops."""
+    facts = lifetime_facts(names)
+    setups = {name: measure_explicit(name, size, repeat, progress=progress) for name in names}
+    return facts, setups
+
+
 def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None, repeat: int = 5,
-                progress=lambda msg: None, env=None) -> Comparison:
-    limits = check_request(size, peers)
+                progress=lambda what, done=None, total=None: None, env=None) -> Comparison:
+    check_request(size, peers)
     path = resolve_library(library)
     pfns_ok, kpc_ok = privileges()
     privileged = pfns_ok and kpc_ok
@@ -72,36 +82,30 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
     if not privileged:
         notes.append("physical pages and kpagecount need root (CAP_SYS_ADMIN): shown as unavailable")
     shmem_before = read_meminfo().get("Shmem")
-    vis, foot, owner_fds = {}, {}, {}
-    with Janitor(env) as janitor:
+    vis, foot, handles = {}, {}, {}
+    with Janitor(env):  # the second line: removes what create_marked had not yet marked if we are killed
         progress("starting peers")
-        handles = {}
-        with PeerGroup(peers, env) as group:
+        with PeerGroup(peers, env, progress) as group:
             try:
-                # --- explicit: create, every peer attaches, then mark for removal at once
-                for name in ("sysv", "posix"):
+                # --- explicit: created already marked for removal; every peer attaches through the handle
+                for name in EXPLICIT:
                     mech = mechanisms.get(name)
-                    h = mech.new_handle(size)
-                    janitor.watch(h)
-                    if name == "posix":
-                        owner_fds[name] = mech.create(h, keep_fd=True)
-                    else:
-                        mech.create(h)
-                    janitor.watch(h)
-                    handles[name] = h
-                    progress(f"{name}: {peers} peers attach")
-                    replies = group.call_all("attach", region=name, handle=h.to_json())
+                    h = handles[name] = mech.new_handle(size)
+                    hold = mech.create_marked(h)
+                    try:
+                        progress(f"{name}: {peers} peers attach")
+                        replies = group.call_all("attach", region=name, handle=h.to_json(), progress=progress)
+                    finally:
+                        mech.detach(hold)  # the parent never maps what it measures: Pss is size / peers
                     mode, owner = mech.describe(h)
-                    listed = mech.listed(h)
-                    maps_name = _maps_name(group[0].pid, replies[0]["addr"])
-                    mech.destroy(h)  # IPC_RMID / shm_unlink: every peer is attached now
-                    janitor.forget(h)
-                    vis[name] = dict(mode=mode, owner=owner, listed=listed, maps_name=maps_name,
+                    vis[name] = dict(mode=mode, owner=owner, maps_name=_maps_name(group[0].pid, replies[0]["addr"]),
                                      ranges={r["pid"]: [(r["addr"], r["addr"] + r["length"])] for r in replies})
                     progress(f"{name}: first touch and reads")
-                    group[0].call("touch", region=name, write=True)
-                    for p in group.peers[1:]:
-                        p.call("touch", region=name, write=False)
+                    group[0].call("touch", region=name, write=True, work=size)
+                    for i, p in enumerate(group.peers[1:], 2):
+                        p.call("touch", region=name, write=False, work=size)
+                        if peers > 20:
+                            progress(f"{name}: peers read it", i, peers)
                     token = secrets.token_bytes(8)
                     off = (size // 2) & ~7
                     group[0].call("write", region=name, offset=off, data=token.hex())
@@ -111,14 +115,14 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                 # --- implicit: every peer loads the library and reads all of its code in
                 progress("library: peers load it")
                 dso = mechanisms.get("dso")
-                h = dso.new_handle(path=path)
-                replies = group.call_all("attach", region="dso", handle=h.to_json())
+                lib = dso.new_handle(path=path)
+                replies = group.call_all("attach", region="dso", handle=lib.to_json(), progress=progress)
                 text = {r["pid"]: [tuple(x) for x in r["extra"]["text"]] for r in replies}
                 data = {r["pid"]: [tuple(x) for x in r["extra"]["data"]] for r in replies}
                 for p, r in zip(group, replies):
                     for lo, hi, _off in text[r["pid"]]:
-                        p.call("touch", region="dso", write=False, addr=lo, length=hi - lo)
-                mode, owner = dso.describe(h)
+                        p.call("touch", region="dso", write=False, addr=lo, length=hi - lo, work=hi - lo)
+                lib_mode, lib_owner = dso.describe(lib)
                 lib_write = global_write(group[0], group[1], "dso", path,
                                          [tuple(x) for x in replies[0]["extra"]["data_file"]], pfns_ok)
                 text_ranges = {pid: [(lo, hi) for lo, hi, _ in r] for pid, r in text.items()}
@@ -128,8 +132,8 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                 progress("reading smaps and pagemap")
                 smaps = fp.smaps_of(group[i].pid for i in range(len(group)))
                 shmem_during = read_meminfo().get("Shmem")
-                for name in ("sysv", "posix"):
-                    kernel = mechanisms.get(name).kernel_bytes(handles[name], owner_fds.get(name))
+                for name in EXPLICIT:
+                    kernel = mechanisms.get(name).kernel_bytes(handles[name])
                     foot[name] = fp.region_footprint(name, size, vis[name]["ranges"], smaps, privileged, kernel)
                 text_size = sum(hi - lo for lo, hi, _ in next(iter(text.values())))
                 data_size = sum(hi - lo for lo, hi, _ in next(iter(data.values())))
@@ -145,28 +149,27 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
             finally:
                 for name, h in handles.items():
                     mechanisms.get(name).destroy(h)
-                    janitor.forget(h)
-                for fd in owner_fds.values():
-                    os.close(fd)
 
-        progress("lifetime: objects made by a peer that exits")
-        outlives = _outlive_check(janitor, env)
-        progress("setup cost")
-        setups = {name: measure_explicit(name, size, repeat, janitor) for name in ("sysv", "posix")}
-        lib_setup = measure_library(path, repeat)
+    progress("lifetime and setup cost")
+    run = run_isolated("toolkit.measure.compare:_isolated_part", progress, work=size, env=env,
+                       names=list(EXPLICIT), size=size, repeat=repeat)
+    facts, setups = run.result
+    notes.append(f"lifetime and setup cost measured {run.where}")
+    lib_setup = measure_library(path, repeat)
 
     results = []
-    for name in ("sysv", "posix"):
-        v = vis[name]
+    for name in EXPLICIT:
+        v, mech = vis[name], mechanisms.get(name)
         results.append(MechanismResult(name, TITLES[name], Visibility(
-            name, v["sees"], v["maps_name"], tuple(v["listed"]), v["mode"], v["owner"], outlives.get(name)),
-            setups[name], foot[name]))
+            name, v["sees"], v["maps_name"], tuple(facts[name]["listed"]), v["mode"], v["owner"],
+            facts[name]["outlives"], reached_by=mech.reach), setups[name], foot[name]))
     results.append(MechanismResult("dso_text", TITLES["dso_text"], Visibility(
-        "dso_text", None, lib_maps_names["dso_text"], dso.listed(h), mode, owner, None,
-        "code is mapped r-x: nobody can write it"), lib_setup, foot["dso_text"]))
+        "dso_text", None, lib_maps_names["dso_text"], dso.listed(lib), lib_mode, lib_owner, None,
+        "code is mapped r-x: nobody can write it", dso.reach), lib_setup, foot["dso_text"]))
     results.append(MechanismResult("dso_data", TITLES["dso_data"], Visibility(
         "dso_data", lib_write.value_seen_by_b == lib_write.value_written if lib_write.symbol else None,
-        lib_maps_names["dso_data"], dso.listed(h), mode, owner, None,
-        f"peer A wrote {lib_write.symbol}" if lib_write.symbol else lib_write.note), lib_setup, foot["dso_data"]))
+        lib_maps_names["dso_data"], dso.listed(lib), lib_mode, lib_owner, None,
+        f"peer A wrote {lib_write.symbol}" if lib_write.symbol else lib_write.note, dso.reach),
+        lib_setup, foot["dso_data"]))
     return Comparison(size, peers, privileged, PAGE_SIZE, os.uname().release, path, tuple(results),
                       lib_write, sharing, shmem_before, shmem_during, tuple(notes))

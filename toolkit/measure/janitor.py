@@ -1,36 +1,36 @@
-"""A watchdog that removes our objects if we are killed before we could.
+"""The second line of defence: a watchdog that removes what a killed shmkit left named.
 
-The gap between shmget/shm_open and IPC_RMID/shm_unlink cannot be closed by the mechanisms
-themselves, so before creating anything we tell a separate process (its own session, so a
-kill of our process group spares it) what we are about to create. When our end of its pipe
-closes (exit or SIGKILL alike) it removes whatever we did not report as gone.
+The first line is early removal: every object is marked (IPC_RMID, shm_unlink) within microseconds of
+its creation (`Mechanism.create_marked`). What remains is that window, and the named phases run where
+no namespace could be made. The janitor (its own session, so a signal to our process group spares it)
+knows the pids of the processes that create objects; when our end of its pipe closes (exit or SIGKILL
+alike) it removes every object those processes made since it started and did not mark. It needs no
+message per object, so nothing is written to it inside a timed loop.
+
+Protocol: one line per creator, `creator PID`. Anything else (a line cut by a signal) is skipped.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+import time
+
+NAMED = ("sysv", "posix")
 
 
 class Janitor:
     def __init__(self, env=None):
+        self.since = time.time()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "toolkit.measure.janitor", str(os.getpid())],
-            stdin=subprocess.PIPE, text=True, bufsize=1, start_new_session=True, env=env,
+            [sys.executable, "-m", "toolkit.measure.janitor", str(os.getpid()), repr(self.since)],
+            stdin=subprocess.PIPE, start_new_session=True, env=env,
         )
 
-    def _send(self, verb, handles):
-        self.proc.stdin.write("".join(json.dumps({"verb": verb, "handle": h.to_json()}) + "\n" for h in handles))
+    def watch_process(self, pid: int) -> None:
+        """Objects that process `pid` creates from now on are ours too (a peer that creates)."""
+        self.proc.stdin.write(f"creator {int(pid)}\n".encode())
         self.proc.stdin.flush()
-
-    def watch(self, *handles):
-        """Call before creating the objects the handles name (one write for all of them)."""
-        self._send("watch", handles)
-
-    def forget(self, *handles):
-        """Call once the objects are removed (or marked for removal)."""
-        self._send("forget", handles)
 
     def close(self):
         try:
@@ -41,6 +41,7 @@ class Janitor:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
     def __enter__(self):
         return self
@@ -49,49 +50,43 @@ class Janitor:
         self.close()
 
 
-def _remove(handle: dict, creator: int, started: float):
+def parse_creator(line: bytes):
+    """The pid of a `creator PID` line, or None for anything else (a cut or garbled line)."""
+    words = line.split()
+    if len(words) == 2 and words[0] == b"creator" and words[1].isdigit():
+        return int(words[1])
+    return None
+
+
+def sweep(creators, since: float) -> list:
+    """Remove what `creators` made since `since` and left named; returns the errors, one line each."""
     from toolkit import mechanisms
-    from toolkit.mechanisms import Handle
 
-    h = Handle.from_json(handle)
-    if h.mechanism == "sysv":
-        from toolkit.mechanisms.sysv import find_by_key
-
-        seg = find_by_key(h.key)
-        if seg is None:
-            return
-        # only the segment we created under that key: its shmid, or else made by us since we started
-        if h.shmid is not None and seg.shmid != h.shmid:
-            return
-        if h.shmid is None and seg.cpid != creator and seg.ctime < started - 1:
-            return
-        h.shmid = seg.shmid
-    mechanisms.get(h.mechanism).destroy(h)
+    errors = []
+    for name in NAMED:
+        mech = mechanisms.get(name)
+        for handle in mech.leftovers(creators, since):
+            try:
+                mech.destroy(handle)
+            except Exception as err:  # noqa: BLE001 - one failure must not stop the others' removal
+                errors.append(f"shmkit janitor: could not remove {handle.name or handle.shmid}: {err}")
+    return errors
 
 
-def main(creator: int) -> int:
+def main(creator: int, since: float) -> int:
     import signal
 
-    import time
-
-    started = time.time()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    pending = {}
-    for line in sys.stdin:
-        msg = json.loads(line)
-        key = json.dumps(msg["handle"]["key"] or msg["handle"]["name"])
-        if msg["verb"] == "watch":
-            pending[key] = msg["handle"]
-        else:
-            pending.pop(key, None)
-    for handle in pending.values():
-        try:
-            _remove(handle, creator, started)
-        except Exception as err:  # keep removing the others
-            print(f"shmkit janitor: could not remove {handle}: {err}", file=sys.stderr)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # we go when the creator's pipe closes, not before
+    creators = {creator}
+    for line in sys.stdin.buffer:
+        pid = parse_creator(line)
+        if pid is not None:
+            creators.add(pid)
+    for err in sweep(creators, since):
+        print(err, file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1])))
+    sys.exit(main(int(sys.argv[1]), float(sys.argv[2])))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -15,8 +16,29 @@ import time
 from toolkit.errors import PeerFailed, ShmkitError
 
 
+# A peer that gives no sign of life for this long is stuck (SIGSTOP, a debugger, a hung fault): a
+# start-up under load takes well under a second; work on a region gets a second more per 64 MiB,
+# twenty times slower than a busy machine touches memory.
+BASE_LIMIT_S = 20.0
+BYTES_PER_S = 64 << 20
+
+
+def time_limit(work_bytes: int = 0) -> float:
+    """Seconds to wait for a peer's answer to a call that handles `work_bytes` bytes."""
+    return BASE_LIMIT_S + work_bytes / BYTES_PER_S
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0].decode()
+    except (OSError, IndexError):
+        return "?"
+
+
 class Peer:
-    """The parent's end of one peer."""
+    """The parent's end of one peer. Every call has a time limit; a peer that dies, closes its pipe or
+    stops answering raises PeerFailed naming its pid, the call and how it ended."""
 
     def __init__(self, env=None, runtime=None, preexec_fn=None):
         """runtime: a measure.runas.Runtime, to run the peer as another user; preexec_fn: runs in the
@@ -29,26 +51,87 @@ class Peer:
             extra = dict(user=runtime.uid, group=runtime.uid, extra_groups=[], cwd=runtime.root)
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, env=env, preexec_fn=preexec_fn, **extra,
+            bufsize=0, env=env, preexec_fn=preexec_fn, **extra,
         )
         self.pid = self.proc.pid
+        self._buf = b""
 
-    def call(self, op: str, **args):
+    def call(self, op: str, *, work: int = 0, what: str | None = None, progress=None, **args):
+        """Ask the peer to do `op` and wait for its answer, at most time_limit(work) seconds of silence;
+        progress(what, done, total) receives the peer's progress lines, each of which resets the clock."""
+        what = what or describe_call(op, args)
+        self.send(op, what, **args)
+        return self.receive(what, time_limit(work), progress)
+
+    def send(self, op: str, what: str, **args) -> None:
+        data = (json.dumps({"op": op, **args}) + "\n").encode()
         try:
-            self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (BrokenPipeError, OSError):
-            line = ""
-        if not line:
+            self.proc.stdin.write(data)
+        except (BrokenPipeError, ConnectionResetError, ValueError):
+            raise self._ended(what) from None
+
+    def receive(self, what: str, limit: float, progress=None) -> dict:
+        deadline = time.monotonic() + limit
+        while True:
+            reply = json.loads(self._line(what, deadline, limit))
+            if "progress" in reply:
+                if progress is not None:
+                    progress(reply["progress"], reply.get("done"), reply.get("total"))
+                deadline = time.monotonic() + limit
+                continue
+            if not reply.get("ok"):
+                raise PeerFailed(f"peer {self.pid} failed during {what}: {reply.get('error')}", self.pid, what)
+            return reply
+
+    def _line(self, what: str, deadline: float, limit: float) -> bytes:
+        fd = self.proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._stuck(what, limit)
+            if not poller.poll(left * 1000):
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise self._ended(what)
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line
+
+    def _last_error(self) -> str:
+        """The peer's last line on stderr, if it left one (without blocking)."""
+        try:
+            os.set_blocking(self.proc.stderr.fileno(), False)
+            text = (self.proc.stderr.read() or b"").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return text.splitlines()[-1] if text else ""
+
+    def _ended(self, what: str) -> PeerFailed:
+        try:
             rc = self.proc.wait(timeout=5)
-            err = self.proc.stderr.read().strip().splitlines()
-            raise PeerFailed(f"peer {self.pid} died during {op!r} ({describe_exit(rc)})"
-                             + (f": {err[-1]}" if err else ""))
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise PeerFailed(f"peer {self.pid}: {reply.get('error')}")
-        return reply
+        except subprocess.TimeoutExpired:  # it closed its pipe but lives on: make sure it goes
+            self.proc.kill()
+            self.proc.wait()
+            return PeerFailed(f"peer {self.pid} closed its pipe during {what} and was killed", self.pid, what)
+        err = self._last_error()
+        verb = "died" if rc < 0 else "exited"
+        return PeerFailed(f"peer {self.pid} {verb} during {what} ({describe_exit(rc)})" + (f": {err}" if err else ""),
+                          self.pid, what)
+
+    def _stuck(self, what: str, limit: float) -> PeerFailed:
+        state = _state(self.pid)
+        how = {"T": "it was stopped (SIGSTOP)", "t": "it was stopped by a debugger",
+               "D": "it was waiting in the kernel (state D)"}.get(state, f"state {state}")
+        self.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        return PeerFailed(f"peer {self.pid} stopped answering during {what} (no reply in {limit:.0f} s; {how}); "
+                          "killed it", self.pid, what)
 
     def close(self):
         if self.proc.poll() is None:
@@ -61,7 +144,7 @@ class Peer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for f in (self.proc.stdout, self.proc.stderr):
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
             except OSError:
@@ -70,6 +153,11 @@ class Peer:
     def kill(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+
+
+def describe_call(op: str, args: dict) -> str:
+    region = args.get("region")
+    return f"'{op}'" + (f" of {region}" if region else "")
 
 
 def describe_exit(rc) -> str:
@@ -83,11 +171,13 @@ def describe_exit(rc) -> str:
 class PeerGroup:
     """N peers, always reaped: use as a context manager."""
 
-    def __init__(self, n: int, env=None):
+    def __init__(self, n: int, env=None, progress=None):
         self.peers = []
         try:
-            for _ in range(n):
+            for i in range(n):
                 self.peers.append(Peer(env))
+                if progress is not None and n > 20:
+                    progress("starting peers", i + 1, n)
         except BaseException:
             self.close()
             raise
@@ -107,22 +197,18 @@ class PeerGroup:
     def __getitem__(self, i):
         return self.peers[i]
 
-    def call_all(self, op, **args):
-        """Send to all first, then collect, so the peers work in parallel."""
-        line = json.dumps({"op": op, **args}) + "\n"
+    def call_all(self, op, *, work: int = 0, progress=None, **args):
+        """Send to all first, then collect, so the peers work in parallel (one deadline for all)."""
+        what = describe_call(op, args)
         for p in self.peers:
-            p.proc.stdin.write(line)
-            p.proc.stdin.flush()
+            p.send(op, what, **args)
+        limit = time_limit(work) + len(self.peers) * 0.05  # the answers are read one after another
+        deadline = time.monotonic() + limit
         out = []
-        for p in self.peers:
-            reply_line = p.proc.stdout.readline()
-            if not reply_line:
-                rc = p.proc.wait(timeout=5)
-                raise PeerFailed(f"peer {p.pid} died during {op!r} ({describe_exit(rc)})")
-            reply = json.loads(reply_line)
-            if not reply.get("ok"):
-                raise PeerFailed(f"peer {p.pid}: {reply.get('error')}")
-            out.append(reply)
+        for i, p in enumerate(self.peers):
+            out.append(p.receive(what, max(deadline - time.monotonic(), 0.5)))
+            if progress is not None and len(self.peers) > 20:
+                progress(f"peers {op}", i + 1, len(self.peers))
         return out
 
     def close(self):
@@ -131,19 +217,19 @@ class PeerGroup:
 
 
 def made_by_exited_peer(janitor, names, env=None) -> tuple:
-    """A fresh peer creates one small object of each named mechanism and exits without removing them.
-    Returns (the creator's pid, {name: Handle}); the caller removes the objects (the janitor knows them)."""
+    """A fresh peer creates one small named object of each mechanism and exits without removing them.
+    Returns (the creator's pid, {name: Handle}); the caller removes the objects (the janitor, told of
+    the creator, removes them if the caller is killed first)."""
     from toolkit import mechanisms
     from toolkit.mechanisms import Handle
 
     page = os.sysconf("SC_PAGE_SIZE")
     handles = {n: mechanisms.get(n).new_handle(page) for n in names}
-    janitor.watch(*handles.values())
     creator = Peer(env)
     try:
+        janitor.watch_process(creator.pid)
         for name, h in handles.items():
             handles[name] = Handle.from_json(creator.call("create", handle=h.to_json())["handle"])
-            janitor.watch(handles[name])
     finally:
         creator.close()
     return creator.pid, handles
@@ -153,9 +239,18 @@ def made_by_exited_peer(janitor, names, env=None) -> tuple:
 
 
 class _Server:
-    def __init__(self):
+    def __init__(self, out):
         self.atts = {}  # region id -> Attachment
         self.mechs = {}
+        self.out = out
+
+    def send(self, msg: dict) -> None:
+        self.out.write(json.dumps(msg).encode() + b"\n")
+        self.out.flush()
+
+    def progress(self, what, done=None, total=None) -> None:
+        """A sign of life for the parent (it resets the parent's clock) and something to show."""
+        self.send({"progress": what, "done": done, "total": total})
 
     def mech(self, name):
         from toolkit import mechanisms
@@ -275,12 +370,30 @@ class _Server:
         return {"seconds": s.seconds, "faults": s.faults, "note": note}
 
     def op_create(self, handle, mode=0o600):
-        """Create an object and keep nothing: used to show what outlives its creator."""
+        """Create a named object and keep nothing: used to show what outlives its creator."""
         from toolkit.mechanisms import Handle
 
         h = Handle.from_json(handle)
         self.mech(h.mechanism).create(h, mode)
         return {"handle": h.to_json()}
+
+    def op_run(self, target, kwargs=None):
+        """Run a function of toolkit's (module:name, JSON arguments and progress) here, where this peer
+        lives (a private namespace). The result, or the library error it raised, comes back pickled:
+        both ends run this same code."""
+        import base64
+        import importlib
+        import pickle
+
+        module, _, name = target.partition(":")
+        if not module.startswith("toolkit."):
+            raise ValueError(f"not a toolkit function: {target}")
+        fn = getattr(importlib.import_module(module), name)
+        try:
+            result = {"result": fn(progress=self.progress, **(kwargs or {}))}
+        except ShmkitError as err:
+            result = {"error": err}
+        return {"pickle": base64.b64encode(pickle.dumps(result)).decode()}
 
 
 def serve(parent_pid: int) -> int:
@@ -289,20 +402,25 @@ def serve(parent_pid: int) -> int:
     vm.die_with_parent(signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         return 1
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we go
-    server = _Server()
-    for line in sys.stdin:
-        req = json.loads(line)
-        op = req.pop("op")
-        if op == "exit":
-            break
-        try:
-            reply = getattr(server, "op_" + op)(**req)
-            reply["ok"] = True
-        except (ShmkitError, OSError, KeyError, ValueError) as err:
-            reply = {"ok": False, "error": str(err) or type(err).__name__, "kind": type(err).__name__}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+    # the parent decides when we go (EOF, or its death): a SIGTERM to the whole tree must end shmkit
+    # with 143, not let it see a dead peer first and report a failure
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    server = _Server(sys.stdout.buffer)
+    try:
+        for line in sys.stdin.buffer:
+            req = json.loads(line)
+            op = req.pop("op")
+            if op == "exit":
+                break
+            try:
+                reply = getattr(server, "op_" + op)(**req)
+                reply["ok"] = True
+            except (ShmkitError, OSError, KeyError, ValueError) as err:
+                reply = {"ok": False, "error": str(err) or type(err).__name__, "kind": type(err).__name__}
+            server.send(reply)
+    except BrokenPipeError:
+        pass  # the parent went away: nothing left to answer
     return 0
 
 

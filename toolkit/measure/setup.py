@@ -9,11 +9,7 @@ import gc
 import time
 
 from toolkit import mechanisms, vm
-from toolkit.records import Phase, SetupCost
-
-PHASES = ("create", "attach", "first_touch", "detach", "destroy")
-SECOND_PHASES = ("second_attach", "read_through", "second_detach")
-
+from toolkit.records import PHASES, SECOND_PHASES, Phase, SetupCost
 
 class Samples:
     """Seconds and minor faults per phase; `record` False during warm-up."""
@@ -33,7 +29,7 @@ class Samples:
             self.faults[name].append(faults)
 
     def phases(self) -> tuple:
-        return tuple(Phase.from_samples(n, self.seconds[n], self.faults[n]) for n in self.names)
+        return tuple(Phase.from_samples(n, self.seconds[n], self.faults[n]) for n in self.names if self.seconds[n])
 
 
 class _Timed:
@@ -51,39 +47,53 @@ class _Timed:
             self.samples.add(self.name, t1 - self.t0, f1 - self.f0)
 
 
-def owner_phases(name: str, size: int, repeat: int, janitor, warmup: int = 1, huge: bool = False) -> Samples:
-    """Create, attach, first touch, detach, destroy in this process, `repeat` times after `warmup`."""
+def _no_progress(what, done=None, total=None):
+    pass
+
+
+PROGRESS_EVERY_S = 0.5  # between repetitions, never inside a timed phase
+
+
+def owner_phases(name: str, size: int, repeat: int, warmup: int = 1, huge: bool = False,
+                 progress=_no_progress) -> Samples:
+    """Create, attach, mark, first touch, detach, destroy in this process, `repeat` times after `warmup`.
+    Objects are marked right after attach, so a kill at any moment leaves nothing named but for the
+    few microseconds of create + attach (the janitor's watch, or a private namespace, covers those)."""
     mech = mechanisms.get(name)
     s = Samples(PHASES)
-    # Keys and names are chosen and handed to the janitor up front, in one write, so that no pipe
-    # write (and no janitor wake-up) falls between the timed phases; the collector stays off, as in timeit.
     handles = [mech.new_handle(size, huge=huge) for _ in range(warmup + repeat)]
-    if mech.creates_objects:
-        janitor.watch(*handles)
-    alive = []  # created and not yet destroyed: the janitor keeps watching these if we are interrupted
     gc_was_on = gc.isenabled()
-    gc.disable()
+    gc.disable()  # as timeit does
+    total = warmup + repeat
     try:
         # Timed inline, clock read right around each call: a `with` block or a helper call would put
         # its own entry and exit (about half a microsecond) inside a 3 µs phase.
-        clock, faults, creates = time.monotonic, vm.minor_faults, mech.creates_objects
+        clock, faults = time.monotonic, vm.minor_faults
+        creates, named, holds_fd = mech.creates_objects, mech.named, mech.holds_fd
+        shown = clock()
         for i, handle in enumerate(handles):
             s.record = i >= warmup
             att = None
             try:
-                alive.append(handle)  # before create: a signal may land as soon as the object exists
                 f0 = faults()
                 t0 = clock()
                 mech.create(handle)
                 t1 = clock()
                 f1 = faults()
+                f2 = faults()
+                t2 = clock()
+                att = mech.attach(handle)
+                t3 = clock()
+                f3 = faults()
+                if named:
+                    f4 = faults()
+                    t4 = clock()
+                    mech.mark(handle)
+                    t5 = clock()
+                    s.add("mark", t5 - t4, faults() - f4)
                 if creates:  # an anonymous mapping has nothing to create: no phase to time
                     s.add("create", t1 - t0, f1 - f0)
-                f0 = faults()
-                t0 = clock()
-                att = mech.attach(handle)
-                t1 = clock()
-                s.add("attach", t1 - t0, faults() - f0)
+                s.add("attach", t3 - t2, f3 - f2)
                 f0 = faults()
                 t0 = clock()
                 vm.populate_write(att.addr, att.length)
@@ -94,57 +104,53 @@ def owner_phases(name: str, size: int, repeat: int, janitor, warmup: int = 1, hu
                 mech.detach(att)
                 t1 = clock()
                 s.add("detach", t1 - t0, faults() - f0)
-                f0 = faults()
-                t0 = clock()
-                mech.destroy(handle)
-                t1 = clock()
-                f1 = faults()
-                if creates:
-                    s.add("destroy", t1 - t0, f1 - f0)
-                alive.remove(handle)
+                if holds_fd:
+                    f0 = faults()
+                    t0 = clock()
+                    mech.release(handle)
+                    t1 = clock()
+                    s.add("destroy", t1 - t0, faults() - f0)
             finally:
-                # a signal may land between any two statements above: detach is idempotent, destroy too
+                # a signal may land between any two statements above: detach and destroy are idempotent
                 if att is not None:
                     mech.detach(att)
-                if handle in alive:
-                    mech.destroy(handle)
-                    alive.remove(handle)
+                mech.destroy(handle)
+            if t1 - shown > PROGRESS_EVERY_S:
+                shown = t1
+                progress(f"{name} {size} bytes", i + 1, total)
     finally:
         if gc_was_on:
             gc.enable()
-        if mech.creates_objects:
-            janitor.forget(*[h for h in handles if h not in alive])
     return s
 
 
-def second_phases(name: str, size: int, repeat: int, janitor, peer, warmup: int = 1, huge: bool = False) -> Samples:
-    """A peer attaches an object we made and touched, reads every page once, detaches."""
+def second_phases(name: str, size: int, repeat: int, peer, warmup: int = 1, huge: bool = False,
+                  progress=_no_progress) -> Samples:
+    """A peer attaches an object we made, marked and touched; reads every page once; detaches."""
     mech = mechanisms.get(name)
     s = Samples(SECOND_PHASES)
+    shown = time.monotonic()
     for i in range(warmup + repeat):
         s.record = i >= warmup
         handle = mech.new_handle(size, huge=huge)
-        janitor.watch(handle)
-        mech.create(handle)
+        att = mech.create_marked(handle)
         try:
-            janitor.watch(handle)
-            att = mech.attach(handle)
-            try:
-                vm.populate_write(att.addr, att.length)
-                reply = peer.call("second", handle=handle.to_json())
-            finally:
-                mech.detach(att)
-            for phase in SECOND_PHASES:
-                s.add(phase, reply[phase][0], reply[phase][1])
+            vm.populate_write(att.addr, att.length)
+            reply = peer.call("second", handle=handle.to_json(), work=size, what=f"'second' ({name}, {size} bytes)")
         finally:
+            mech.detach(att)
             mech.destroy(handle)
-            janitor.forget(handle)
+        for phase in SECOND_PHASES:
+            s.add(phase, reply[phase][0], reply[phase][1])
+        if time.monotonic() - shown > PROGRESS_EVERY_S:
+            shown = time.monotonic()
+            progress(f"{name} {size} bytes, second process", i + 1, warmup + repeat)
     return s
 
 
-def measure_explicit(name: str, size: int, repeat: int, janitor, warmup: int = 1) -> SetupCost:
+def measure_explicit(name: str, size: int, repeat: int, warmup: int = 1, progress=_no_progress) -> SetupCost:
     """The owner's phases as a SetupCost record (used by compare)."""
-    return SetupCost(name, owner_phases(name, size, repeat, janitor, warmup).phases(), vm.touch_method())
+    return SetupCost(name, owner_phases(name, size, repeat, warmup, progress=progress).phases(), vm.touch_method())
 
 
 DSO_PHASES = ("attach", "first_call", "first_touch", "detach")
@@ -199,7 +205,8 @@ def library_phases(path: str, repeat: int, warmup: int = 1, symbol: str | None =
 
 def measure_library(path: str, repeat: int, warmup: int = 1) -> SetupCost:
     s, note = library_phases(path, repeat, warmup)
-    by = dict(zip(s.names, s.phases()))
-    phases = (Phase("create", None), by["attach"], by["first_touch"], by["detach"], Phase("destroy", None))
+    by = {p.name: p for p in s.phases()}
+    phases = (Phase("create", None), by["attach"], Phase("mark", None), by["first_touch"], by["detach"],
+              Phase("destroy", None))
     method = "MADV_POPULATE_READ" if vm.has_madvise(vm.MADV_POPULATE_READ) else "read"
     return SetupCost("dso", phases, method, note)

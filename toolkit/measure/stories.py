@@ -1,7 +1,6 @@
 """The paired demos: each sets mechanisms side by side, measures, and ends in a verdict from the numbers."""
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 
@@ -9,12 +8,13 @@ from toolkit import mechanisms, vm
 from toolkit.errors import PeerFailed, ShmkitError
 from toolkit.measure.janitor import Janitor
 from toolkit.measure.peer import Peer, PeerGroup, made_by_exited_peer
+from toolkit.measure.sandbox import CLONE_NEWIPC, CLONE_NEWNS, run_isolated
+from toolkit.measure.sandbox import enter as _enter
 from toolkit.proc.maps import find_mapping, read_maps, read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, pfns_visible_here, read_pagemap
 from toolkit.proc.system import read_sysvipc_shm
 from toolkit.records import Step, Story
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 
 
 def _verdict(steps, good: str, bad: str) -> str:
@@ -34,7 +34,25 @@ def _seg(shmid):
 # ------------------------------------------------------------------ lifetime
 
 
+def _isolated(name: str) -> Story:
+    """Run story `name` where its named objects cannot outlive the run (see measure.sandbox)."""
+    run = run_isolated(f"toolkit.measure.stories:_{name}")
+    return run.result._replace(where=run.where)
+
+
 def lifetime() -> Story:
+    return _isolated("lifetime")
+
+
+def permissions() -> Story:
+    return _isolated("permissions")
+
+
+def namespaces() -> Story:
+    return _isolated("namespaces")
+
+
+def _lifetime(progress=None) -> Story:
     sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
     steps = []
     with Janitor() as janitor:
@@ -94,8 +112,7 @@ def lifetime() -> Story:
                 after == before))
         finally:
             for h in made:
-                (sysv if h.mechanism == "sysv" else posix).destroy(h)
-            janitor.forget(*made)
+                mechanisms.get(h.mechanism).destroy(h)
     return Story("lifetime", "Lifetime: who cleans up", tuple(steps), _verdict(
         steps, "explicit objects live until someone removes them (System V even with nobody attached); "
                "a library's pages are the page cache's and need no cleanup", "some lifetime claims did not hold"))
@@ -104,7 +121,7 @@ def lifetime() -> Story:
 # ------------------------------------------------------------------ permissions
 
 
-def permissions() -> Story:
+def _permissions(progress=None) -> Story:
     title = "Permissions: who else may attach"
     if os.geteuid() != 0:
         why = "acting as another user (uid 65534) needs root"
@@ -114,18 +131,17 @@ def permissions() -> Story:
 
     sysv, posix, dso = mechanisms.get("sysv"), mechanisms.get("posix"), mechanisms.get("dso")
     steps = []
-    with make_runtime() as rt, Janitor() as janitor:
+    with make_runtime() as rt, Janitor():
         hs = [sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE), sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE)]
-        janitor.watch(*hs)
         modes = (0o600, 0o600, 0o666, 0o666)
         try:
             for h, mode in zip(hs, modes):
-                (sysv if h.mechanism == "sysv" else posix).create(h, mode)
-            janitor.watch(*hs)
+                mechanisms.get(h.mechanism).create(h, mode)  # named: the other user opens them by name
             other = Peer(runtime=rt)
             try:
                 other.call("info")
-                res = [other.call("try_attach", region=f"r{i}", handle=h.to_json()) for i, h in enumerate(hs)]
+                res = [other.call("try_attach", region=f"r{i}", handle=h.by_name().to_json())
+                       for i, h in enumerate(hs)]
                 lib = other.call("try_attach", region="lib", handle=dso.new_handle(path=None).to_json())
                 text_ok = False
                 if lib["attached"]:
@@ -146,8 +162,7 @@ def permissions() -> Story:
                 (f"loaded {dso.new_handle(path=None).path} and read its code pages: {text_ok}",), text_ok))
         finally:
             for h in hs:
-                (sysv if h.mechanism == "sysv" else posix).destroy(h)
-            janitor.forget(*hs)
+                mechanisms.get(h.mechanism).destroy(h)
     return Story("permissions", title, tuple(steps), _verdict(
         steps, "mode bits decide who attaches explicit objects (0600: the owner only; 0666: everyone); a library's "
                "code is readable by all", "some permission claims did not hold"))
@@ -156,26 +171,7 @@ def permissions() -> Story:
 # ------------------------------------------------------------------ namespaces
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _enter(flags, private_dev_shm=False):
-    """preexec_fn: new namespaces for the child; with a new mount namespace, a fresh /dev/shm."""
-
-    def enter():
-        if _libc.unshare(flags) != 0:
-            os._exit(97)
-        if private_dev_shm:
-            MS_REC, MS_PRIVATE = 0x4000, 1 << 18
-            if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-                os._exit(98)
-            if _libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", 0, b"mode=1777") != 0:
-                os._exit(99)
-
-    return enter
-
-
-def namespaces() -> Story:
+def _namespaces(progress=None) -> Story:
     title = "Namespaces: where each kind is visible"
     if os.geteuid() != 0:
         why = "new IPC and mount namespaces need CAP_SYS_ADMIN (run as root)"
@@ -183,13 +179,11 @@ def namespaces() -> Story:
                      "could not be shown: " + why, why)
     sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
     steps = []
-    with Janitor() as janitor:
+    with Janitor():
         s_h, p_h = sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE)
-        janitor.watch(s_h, p_h)
         try:
             sysv.create(s_h)
             posix.create(p_h)
-            janitor.watch(s_h)
             try:
                 peer = Peer(preexec_fn=_enter(CLONE_NEWIPC))
                 try:
@@ -200,7 +194,7 @@ def namespaces() -> Story:
                                  "could not be shown: " + why, why)
                 ids = peer.call("sysv_ids")["shmids"]
                 a = peer.call("try_attach", region="s", handle=s_h.to_json())
-                b = peer.call("try_attach", region="p", handle=p_h.to_json())
+                b = peer.call("try_attach", region="p", handle=p_h.by_name().to_json())
             finally:
                 peer.close()
             steps.append(Step(
@@ -217,7 +211,7 @@ def namespaces() -> Story:
             try:
                 try:
                     peer.call("info")
-                    c = peer.call("try_attach", region="p", handle=p_h.to_json())
+                    c = peer.call("try_attach", region="p", handle=p_h.by_name().to_json())
                     steps.append(Step(
                         "With a new mount namespace and its own /dev/shm, the POSIX object is gone too",
                         (f"shm_open: {'opened' if c['attached'] else c['why']}",), not c["attached"]))
@@ -229,7 +223,6 @@ def namespaces() -> Story:
         finally:
             sysv.destroy(s_h)
             posix.destroy(p_h)
-            janitor.forget(s_h, p_h)
     return Story("namespaces", title, tuple(steps), _verdict(
         steps, "System V segments belong to an IPC namespace; POSIX objects to whatever /dev/shm is mounted",
         "some namespace claims did not hold"))
@@ -384,3 +377,40 @@ def pic(library: str | None = None, peers: int = 4) -> Story:
 
 STORIES = {"lifetime": lifetime, "permissions": permissions, "namespaces": namespaces,
            "protection": protection, "globals": globals_, "pic": pic}
+
+
+# ------------------------------------------------------------------ who is attached (demos/who_is_attached.py)
+
+
+def who_is_attached(progress=None) -> list:
+    """Three peers share a System V segment and a POSIX object, both named; one segment nobody maps.
+    Returns the lines to print."""
+    from toolkit.measure.system import scan_segments
+
+    sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
+    shared = [sysv.new_handle(1 << 20), posix.new_handle(1 << 20)]
+    lonely = sysv.new_handle(64 << 10)
+    out = []
+    with Janitor(), PeerGroup(3) as peers:
+        try:
+            for h in shared:
+                mechanisms.get(h.mechanism).create(h)
+                peers.call_all("attach", region=h.mechanism, handle=h.to_json())
+            sysv.create(lonely)
+            report = scan_segments()
+            seg = next(o for o in report.sysv if o.shmid == shared[0].shmid)
+            obj = next(o for o in report.posix if "/" + o.name == shared[1].name)
+            alone = next(o for o in report.sysv if o.shmid == lonely.shmid)
+            out.append(f"System V segment {seg.name} (shmid {seg.shmid}): nattch {seg.nattch}; attached now:")
+            out += [f"    pid {a.pid}: {a.command}" for a in seg.attachers]
+            out.append(f"POSIX object /dev/shm/{obj.name}: ipcs cannot see it; mapped by:")
+            out += [f"    pid {a.pid}: {a.command}" for a in obj.attachers]
+            out.append(f"System V segment {alone.name} (shmid {alone.shmid}): nattch {alone.nattch}, "
+                       f"{'ORPHAN: nothing maps it and nobody removed it, it stays until reboot' if alone.orphan else 'not an orphan'}.")
+            found = {a.pid for a in seg.attachers} == {p.pid for p in peers}
+            out.append(f"\nThe peers are processes {', '.join(str(p.pid) for p in peers)}: "
+                       f"{'exactly those' if found else 'NOT those'} were found attached.")
+        finally:
+            for h in shared + [lonely]:
+                mechanisms.get(h.mechanism).destroy(h)
+    return out

@@ -96,6 +96,7 @@ class Dso(Mechanism):
     name = "dso"
     title = "shared library"
     creates_objects = False
+    reach = "dlopen of the file: the loader maps its PT_LOADs from the page cache"
 
     def new_handle(self, size: int = 0, path: str | None = None) -> Handle:
         return Handle("dso", size, path=resolve_library(path))
@@ -129,9 +130,6 @@ class Dso(Mechanism):
 
     def _detach(self, att: Attachment) -> None:
         self.dlclose(att.obj)
-
-    def destroy(self, handle: Handle) -> None:
-        return None
 
     def exists(self, handle: Handle) -> bool:
         return os.path.exists(handle.path)

@@ -1,25 +1,23 @@
 """Reference rows for the benchmark: memfd_create (anonymous file) and anonymous shared mmap."""
 from __future__ import annotations
 
-import errno
 import os
-import stat
 
 from toolkit import vm
-from toolkit.errors import AccessDenied, LimitExceeded, NotFound
-from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name, page_round
+from toolkit.errors import LimitExceeded
+from toolkit.mechanisms.base import Attachment, FdBacked, Handle, Mechanism, owner_name, page_round
 
 MAP_HUGETLB = 0x40000
 
 
-
-class Memfd(Mechanism):
+class Memfd(FdBacked):
     """memfd_create + ftruncate: a tmpfs file with no name; other processes reach it through
-    /proc/PID/fd/N (or an fd passed over a socket)."""
+    /proc/PID/fd/N (or an fd passed over a socket). It goes with its last descriptor and mapping."""
 
     name = "memfd"
     title = "memfd"
     supports_huge = True
+    reach = "/proc/OWNER/fd/N: the owner's open descriptor (it never had a name)"
 
     def new_handle(self, size: int, huge: bool = False) -> Handle:
         return Handle("memfd", size, huge=huge)
@@ -35,46 +33,14 @@ class Memfd(Mechanism):
         except OSError as err:
             os.close(fd)
             raise LimitExceeded(f"memfd of {handle.size} bytes refused: {err.strerror}") from err
-        handle.fd = fd
-        handle.path = f"/proc/{os.getpid()}/fd/{fd}"
+        self._hold(handle, fd)
         return handle
 
-    def attach(self, handle: Handle) -> Attachment:
-        own = handle.path == f"/proc/{os.getpid()}/fd/{handle.fd}"
-        fd = handle.fd
-        if not own:
-            try:
-                fd = os.open(handle.path, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError as err:
-                raise NotFound(f"no memfd at {handle.path}") from err
-            except PermissionError as err:
-                raise AccessDenied(handle.path, f"permission denied opening {handle.path}") from err
-        try:
-            length = page_round(os.fstat(fd).st_size)
-            addr = vm.mmap(length, vm.PROT_READ | vm.PROT_WRITE, vm.MAP_SHARED, fd)
-        finally:
-            if not own:
-                os.close(fd)
-        return Attachment(handle, addr, length)
-
-    def _detach(self, att: Attachment) -> None:
-        vm.munmap(att.addr, att.length)
-
-    def destroy(self, handle: Handle) -> None:
-        if handle.fd is not None:
-            try:
-                os.close(handle.fd)
-            except OSError as err:
-                if err.errno != errno.EBADF:
-                    raise
-            handle.fd = None
-
     def exists(self, handle: Handle) -> bool:
-        return handle.fd is not None
+        return handle.owned_here()
 
-    def describe(self, handle: Handle) -> tuple:
-        st = os.fstat(handle.fd)
-        return mode_string(st.st_mode), owner_name(st.st_uid)
+    def outlives(self, handle: Handle) -> bool:
+        return False  # nothing names it: it goes with the last descriptor
 
     def listed(self, handle: Handle) -> tuple:
         return ("/proc/PID/fd only",)
@@ -88,6 +54,7 @@ class AnonShared(Mechanism):
     supports_huge = True
     creates_objects = False
     second_process = False
+    reach = "only children made by fork inherit it"
 
     def new_handle(self, size: int, huge: bool = False) -> Handle:
         return Handle("anon", size, huge=huge)
@@ -106,9 +73,6 @@ class AnonShared(Mechanism):
 
     def _detach(self, att: Attachment) -> None:
         vm.munmap(att.addr, att.length)
-
-    def destroy(self, handle: Handle) -> None:
-        return None
 
     def exists(self, handle: Handle) -> bool:
         return False

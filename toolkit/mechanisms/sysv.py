@@ -27,18 +27,25 @@ def random_key() -> int:
     return secrets.randbelow(0x7FFFFFFF - 1) + 1
 
 
-def find_by_key(key: int):
-    return next((s for s in read_sysvipc_shm() if s.key == key), None)
-
-
 def find_by_id(shmid: int):
     return next((s for s in read_sysvipc_shm() if s.shmid == shmid), None)
+
+
+def unmarked_segments(creators, since: float, key: int | None = None) -> list:
+    """Segments made by `creators` at or after `since` and not marked for removal (the one lookup of a
+    segment whose shmid we may not know: the janitor's sweep and destroy after an interrupted create).
+    ctime is the creation time (IPC_RMID, the only shmctl we make, also sets it, but marks)."""
+    return [s for s in read_sysvipc_shm()
+            if s.cpid in creators and not s.marked_for_removal and s.ctime >= int(since) - 1
+            and (key is None or s.key == key)]
 
 
 class SysV(Mechanism):
     name = "sysv"
     title = "System V"
+    named = True
     supports_huge = True
+    reach = "shmat by shmid (Linux attaches a segment already marked with IPC_RMID)"
 
     def new_handle(self, size: int, huge: bool = False) -> Handle:
         return Handle("sysv", size, key=random_key(), huge=huge)
@@ -98,22 +105,31 @@ class SysV(Mechanism):
         except sysv_ipc.NotAttachedError:
             pass  # already detached
 
-    def destroy(self, handle: Handle) -> None:
-        """IPC_RMID. Without a shmid (interrupted right after shmget), the segment this process made
-        under the handle's key; nothing when there is none."""
+    def mark(self, handle: Handle) -> None:
+        """IPC_RMID. Without a shmid (a signal cut create short), the segment this process made under
+        the handle's key; nothing when there is none. Unattached, the segment goes at once."""
         shmid = handle.shmid
         if shmid is None:
-            seg = find_by_key(handle.key)
-            if seg is None or seg.cpid != os.getpid():
+            mine = unmarked_segments({os.getpid()}, 0, handle.key)
+            if not mine:
+                handle.marked = True
                 return
-            shmid = seg.shmid
+            shmid = mine[0].shmid
         try:
             sysv_ipc.remove_shared_memory(shmid)
         except sysv_ipc.ExistentialError:
             pass
+        handle.marked = True
+
+    def leftovers(self, creators, since: float) -> list:
+        return [Handle("sysv", s.size, key=s.key, shmid=s.shmid) for s in unmarked_segments(creators, since)]
 
     def exists(self, handle: Handle) -> bool:
         return find_by_id(handle.shmid) is not None
+
+    def outlives(self, handle: Handle) -> bool:
+        seg = find_by_id(handle.shmid)
+        return seg is not None and seg.nattch == 0
 
     def describe(self, handle: Handle) -> tuple:
         seg = find_by_id(handle.shmid)
@@ -132,7 +148,7 @@ class SysV(Mechanism):
                 where.append("ipcs -m")
         return tuple(where)
 
-    def kernel_bytes(self, handle: Handle, owner_fd=None):
+    def kernel_bytes(self, handle: Handle):
         seg = find_by_id(handle.shmid)
         return (seg.rss if seg else None), "/proc/sysvipc/shm rss"
 

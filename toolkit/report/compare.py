@@ -1,7 +1,7 @@
 """`shmkit compare` as a table (rich) or as JSON."""
 from __future__ import annotations
 
-from toolkit.records import Comparison, to_dict
+from toolkit.records import PHASES, Comparison, to_dict
 from toolkit.units import human_bytes, human_seconds
 
 NEEDS_ROOT = "unavailable (needs root)"
@@ -15,10 +15,13 @@ def to_json(c: Comparison) -> dict:
             "title": r.title,
             "visibility": {
                 "peer_sees_write": v.peer_sees_write, "maps_name": v.maps_name, "listed_in": list(v.listed_in),
-                "mode": v.mode, "owner": v.owner, "outlives_creator": v.outlives_creator, "note": v.note,
+                "mode": v.mode, "owner": v.owner, "outlives_creator": v.outlives_creator,
+                "reached_by": v.reached_by, "note": v.note,
             },
             "setup": {
-                **{f"{p.name}_s": p.median_s for p in s.phases},
+                # every phase, null where the mechanism has none (System V has no destroy: its last
+                # detach frees it; a library has no create, mark or destroy)
+                **{f"{name}_s": (s.phase(name).median_s if s.phase(name) else None) for name in PHASES},
                 "minor_faults": {p.name: p.minor_faults for p in s.phases},
                 "phases": [to_dict(p) for p in s.phases],
                 "touch_method": s.touch_method, "note": s.note,
@@ -59,8 +62,9 @@ def rows(c: Comparison) -> list:
     out.append((g, "listed in", [", ".join(m.visibility.listed_in) for m in ms]))
     out.append((g, "mode, owner", [f"{m.visibility.mode} {m.visibility.owner}" for m in ms]))
     out.append((g, "outlives its creator", [_yes(m.visibility.outlives_creator, "— (page cache)") for m in ms]))
+    out.append((g, "peers reach it by", [m.visibility.reached_by for m in ms]))
     g = f"setup (median of {max((p.repeat for m in ms for p in m.setup.phases), default=0)})"
-    for phase in ("create", "attach", "first_touch", "detach", "destroy"):
+    for phase in PHASES:
         cells = []
         for m in ms:
             if m.mechanism == "dso_data":
@@ -68,7 +72,7 @@ def rows(c: Comparison) -> list:
                 continue
             p = m.setup.phase(phase)
             if p is None or p.median_s is None:
-                cells.append("— (nothing to do)")
+                cells.append("—")
             else:
                 cells.append(human_seconds(p.median_s) + (f", {p.minor_faults} faults" if p.minor_faults else ""))
         out.append((g, phase.replace("_", " "), cells))

@@ -24,6 +24,8 @@ def render_text(story, out) -> None:
         if s.why_not:
             w(f"     ({s.why_not})\n")
     w(f"\nVerdict: {story.verdict}\n")
+    if story.where:
+        w(f"(objects made {story.where})\n")
 
 
 def render_markdown(story, out) -> None:
@@ -39,3 +41,5 @@ def render_markdown(story, out) -> None:
             w(f"\n> {s.why_not}\n")
         w("\n")
     w(f"**Verdict:** {story.verdict}\n")
+    if story.where:
+        w(f"\n*Objects made {story.where}.*\n")

@@ -1,0 +1,113 @@
+"""A private IPC namespace with its own tmpfs on /dev/shm, for work that must keep objects named.
+
+Some phases need an object to stay named for a while: "is it listed in /proc/sysvipc/shm", "does it
+outlive its creator", the lifetime and permission demos; the benchmark creates thousands of objects,
+each named for a few microseconds. Run there, such work cannot leave anything behind whatever is
+killed: when the last process of an IPC namespace exits, the kernel removes every segment in it, and
+the tmpfs goes with the mount namespace that holds it.
+
+As root the namespaces are made directly; otherwise inside a new user namespace (uid and gid mapped to
+themselves) where the kernel allows it. Where neither works, the work runs here, with early removal
+and the janitor as its only protection, and says so.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any, NamedTuple
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
+MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+
+PRIVATE = "in a private IPC namespace with its own /dev/shm: nothing it made can outlive the run"
+SHARED = "in this machine's IPC namespace and /dev/shm (no private namespace could be made here{why})"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None = None):
+    """A preexec_fn: new namespaces for the child (with a user namespace when not root), and with a
+    new mount namespace a fresh tmpfs on /dev/shm. Exit codes 97-99 say which step the kernel refused."""
+    uid, gid = os.geteuid(), os.getegid()
+    if uid != 0:
+        flags |= CLONE_NEWUSER
+    size = f",size={dev_shm_bytes}" if dev_shm_bytes else ""
+
+    def write(path, text):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def preexec():
+        if _libc.unshare(flags) != 0:
+            os._exit(97)
+        if flags & CLONE_NEWUSER:
+            try:  # ourselves, seen as ourselves: files we make keep our uid
+                write("/proc/self/setgroups", "deny")
+                write("/proc/self/uid_map", f"{uid} {uid} 1")
+                write("/proc/self/gid_map", f"{gid} {gid} 1")
+            except OSError:
+                os._exit(98)
+        if private_dev_shm:
+            if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+                os._exit(98)
+            if _libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", 0, f"mode=1777{size}".encode()) != 0:
+                os._exit(99)
+
+    return preexec
+
+
+def _dev_shm_bytes() -> int | None:
+    """The size of this machine's /dev/shm, so that the private one refuses what the real one would."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return st.f_blocks * st.f_frsize or None
+
+
+def private_peer(env=None):
+    """A peer in a private IPC namespace with its own /dev/shm, ready to serve; or the reason why not."""
+    from toolkit.errors import PeerFailed
+    from toolkit.measure.peer import Peer
+
+    peer = Peer(env, preexec_fn=enter(CLONE_NEWIPC | CLONE_NEWNS, True, _dev_shm_bytes()))
+    try:
+        peer.call("info", what="'info' (entering a private IPC namespace)")
+    except PeerFailed as err:
+        peer.close()
+        return None, str(err)
+    return peer, ""
+
+
+class Isolated(NamedTuple):
+    result: Any
+    private: bool  # ran in a private IPC namespace and /dev/shm
+    where: str  # one sentence for the notes
+
+
+def run_isolated(target: str, progress=None, work: int = 0, env=None, **kwargs) -> Isolated:
+    """Run toolkit function `target` ("module:name", called with progress= and kwargs, which must be
+    JSON-able) in a private namespace where one can be made, else here. Library errors it raises are
+    raised here as they are."""
+    import base64
+    import importlib
+    import pickle
+
+    peer, why = private_peer(env)
+    if peer is None:
+        module, _, name = target.partition(":")
+        fn = getattr(importlib.import_module(module), name)
+        result = fn(progress=progress or (lambda *a: None), **kwargs)
+        return Isolated(result, False, SHARED.format(why=f": {why}" if why else ""))
+    try:
+        reply = peer.call("run", target=target, kwargs=kwargs, work=work, progress=progress,
+                          what=f"'{target.partition(':')[2].strip('_')}' in its private namespace")
+    finally:
+        peer.close()
+    out = pickle.loads(base64.b64decode(reply["pickle"]))
+    if "error" in out:
+        raise out["error"]
+    return Isolated(out["result"], True, PRIVATE)
