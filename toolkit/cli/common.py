@@ -50,6 +50,7 @@ class ProgressReporter:
     progress(what, done=None, total=None)."""
 
     PLAIN_EVERY_S = 1.0
+    PLAIN_AFTER_S = 2.0  # a short run in a pipe or a cron job stays quiet
 
     def __init__(self, quiet: bool = False):
         import sys
@@ -87,11 +88,13 @@ class ProgressReporter:
             self.last_what = what
             return
         now = self.clock()
-        if what == self.last_what and now - self.last_plain < self.PLAIN_EVERY_S:
-            return
         if what != self.last_what:
             self.phase_started = now
-        self.last_plain, self.last_what = now, what
+            self.last_plain = 0.0
+        self.last_what = what
+        if now - self.started < self.PLAIN_AFTER_S or now - self.last_plain < self.PLAIN_EVERY_S:
+            return
+        self.last_plain = now
         line = f"shmkit: {what}"
         if done is not None and total:
             line += f" {done}/{total}"

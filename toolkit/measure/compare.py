@@ -67,8 +67,12 @@ def lifetime_facts(names, progress=None) -> dict:
 def _isolated_part(names, size, repeat, progress) -> tuple:
     """What compare measures with objects named for a while or created by the hundred: lifetime facts
     and the setup-cost loops."""
+    progress("lifetime: objects made by a peer that exits")
     facts = lifetime_facts(names)
-    setups = {name: measure_explicit(name, size, repeat, progress=progress) for name in names}
+    setups = {}
+    for name in names:
+        progress(f"{name}: setup cost")
+        setups[name] = measure_explicit(name, size, repeat, progress=progress)
     return facts, setups
 
 
@@ -131,6 +135,8 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
 
                 progress("reading smaps and pagemap")
                 smaps = fp.smaps_of(group[i].pid for i in range(len(group)))
+                for p in group:  # a peer that died meanwhile left empty smaps, not a smaller footprint
+                    p.check_alive("reading smaps and pagemap")
                 shmem_during = read_meminfo().get("Shmem")
                 for name in EXPLICIT:
                     kernel = mechanisms.get(name).kernel_bytes(handles[name])
@@ -150,7 +156,6 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                 for name, h in handles.items():
                     mechanisms.get(name).destroy(h)
 
-    progress("lifetime and setup cost")
     run = run_isolated("toolkit.measure.compare:_isolated_part", progress, work=size, env=env,
                        names=list(EXPLICIT), size=size, repeat=repeat)
     facts, setups = run.result

@@ -55,6 +55,7 @@ class Peer:
         )
         self.pid = self.proc.pid
         self._buf = b""
+        self.busy = False  # a request sent, its answer not read yet
 
     def call(self, op: str, *, work: int = 0, what: str | None = None, progress=None, **args):
         """Ask the peer to do `op` and wait for its answer, at most time_limit(work) seconds of silence;
@@ -65,6 +66,7 @@ class Peer:
 
     def send(self, op: str, what: str, **args) -> None:
         data = (json.dumps({"op": op, **args}) + "\n").encode()
+        self.busy = True
         try:
             self.proc.stdin.write(data)
         except (BrokenPipeError, ConnectionResetError, ValueError):
@@ -79,6 +81,7 @@ class Peer:
                     progress(reply["progress"], reply.get("done"), reply.get("total"))
                 deadline = time.monotonic() + limit
                 continue
+            self.busy = False
             if not reply.get("ok"):
                 raise PeerFailed(f"peer {self.pid} failed during {what}: {reply.get('error')}", self.pid, what)
             return reply
@@ -133,8 +136,15 @@ class Peer:
         return PeerFailed(f"peer {self.pid} stopped answering during {what} (no reply in {limit:.0f} s; {how}); "
                           "killed it", self.pid, what)
 
+    def check_alive(self, what: str) -> None:
+        """Raise PeerFailed if the peer has died (while we read its /proc files, say)."""
+        if self.proc.poll() is not None or _state(self.pid) in ("Z", "X", "?"):
+            raise self._ended(what)
+
     def close(self):
         if self.proc.poll() is None:
+            if self.busy:  # interrupted in the middle of a call: it would not read EOF until done
+                self.kill()
             try:
                 self.proc.stdin.close()
             except OSError:
@@ -202,13 +212,14 @@ class PeerGroup:
         what = describe_call(op, args)
         for p in self.peers:
             p.send(op, what, **args)
-        limit = time_limit(work) + len(self.peers) * 0.05  # the answers are read one after another
+        # the answers are read one after another; the first call of many peers also waits for their start-up
+        limit = time_limit(work) + len(self.peers) * 0.1
         deadline = time.monotonic() + limit
         out = []
         for i, p in enumerate(self.peers):
             out.append(p.receive(what, max(deadline - time.monotonic(), 0.5)))
             if progress is not None and len(self.peers) > 20:
-                progress(f"peers {op}", i + 1, len(self.peers))
+                progress(f"{what}: answered", i + 1, len(self.peers))
         return out
 
     def close(self):

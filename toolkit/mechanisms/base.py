@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
+from toolkit import vm
 from toolkit.units import mode_string, owner_name  # noqa: F401  (re-exported for the mechanisms)
 
 
@@ -59,6 +60,7 @@ class Attachment:
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_RW = vm.PROT_READ | vm.PROT_WRITE
 
 
 def page_round(n: int) -> int:
@@ -171,34 +173,30 @@ class FdBacked(Mechanism):
         raise NotFound(f"no {self.title} object reachable through {handle.path}")
 
     def attach(self, handle: Handle) -> Attachment:
-        from toolkit import vm
+        if handle.owned_here():
+            # the owner knows the size it made: one mmap, as C would (a 4 KiB attach is 2-3 µs)
+            length = page_round(handle.size)
+            return Attachment(handle, vm.mmap(length, _RW, vm.MAP_SHARED, handle.fd), length)
         from toolkit.errors import AccessDenied, NotFound
 
-        if handle.owned_here():
-            fd, close = handle.fd, False
-        else:
-            close = True
-            try:
-                if handle.path is None:
-                    raise FileNotFoundError
-                fd = os.open(handle.path, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                if handle.name is None:
-                    raise NotFound(f"no {self.title} object at {handle.path}") from None
-                fd = self._open_by_name(handle)  # the owner has gone: the name, while it lasts
-            except PermissionError as err:
-                raise AccessDenied(handle.path, f"permission denied opening {handle.path}") from err
+        try:
+            if handle.path is None:
+                raise FileNotFoundError
+            fd = os.open(handle.path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if handle.name is None:
+                raise NotFound(f"no {self.title} object at {handle.path}") from None
+            fd = self._open_by_name(handle)  # the owner has gone: the name, while it lasts
+        except PermissionError as err:
+            raise AccessDenied(handle.path, f"permission denied opening {handle.path}") from err
         try:
             length = page_round(os.fstat(fd).st_size)
-            addr = vm.mmap(length, vm.PROT_READ | vm.PROT_WRITE, vm.MAP_SHARED, fd)
+            addr = vm.mmap(length, _RW, vm.MAP_SHARED, fd)
         finally:
-            if close:
-                os.close(fd)
+            os.close(fd)
         return Attachment(handle, addr, length)
 
     def _detach(self, att: Attachment) -> None:
-        from toolkit import vm
-
         vm.munmap(att.addr, att.length)
 
     def release(self, handle: Handle) -> None:
