@@ -242,14 +242,9 @@ class Visibility(NamedTuple):
 # segment (shmdt), the close of the last descriptor of an unlinked POSIX object or memfd.
 PHASES = ("create", "attach", "mark", "first_touch", "detach", "destroy")
 SECOND_PHASES = ("second_attach", "read_through", "second_detach")
-PHASE_MEANING = {
-    "create": "shmget; shm_open + ftruncate; memfd_create + ftruncate",
-    "attach": "shmat; mmap of the owner's descriptor",
-    "mark": "IPC_RMID of the attached segment; shm_unlink (the name goes, the object stays while used)",
-    "first_touch": "fault in every page for writing",
-    "detach": "shmdt; munmap (for System V the last detach of a marked segment: it frees the pages)",
-    "destroy": "close of the last descriptor of an unlinked object: it frees the pages (not System V)",
-}
+PHASES_NOTE = ("setup phases in the order of early removal: mark is IPC_RMID of the attached segment or "
+               "shm_unlink; destroy is the call that frees the pages, the close of the last descriptor of an "
+               "unlinked POSIX object or memfd; System V has none, the last detach of a marked segment frees it")
 
 
 class Phase(NamedTuple):

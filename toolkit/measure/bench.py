@@ -11,7 +11,7 @@ from toolkit.measure.peer import PeerGroup
 from toolkit.measure.sandbox import run_isolated
 from toolkit.measure.setup import Samples, owner_phases, second_phases
 from toolkit.proc.system import read_limits, read_meminfo
-from toolkit.records import BenchResult, BenchRow, Phase
+from toolkit.records import PHASES_NOTE, BenchResult, BenchRow, Phase
 
 DEFAULT_SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20)
 EXPLICIT = ("sysv", "posix", "memfd", "anon")
@@ -122,7 +122,7 @@ def run_bench(sizes=DEFAULT_SIZES, mechs=ALL, repeat=None, pin=None, huge=False,
     run = run_isolated("toolkit.measure.bench:_measure", progress, work=max(sizes), sizes=sizes, mechs=list(mechs),
                        repeat=repeat, huge=huge, library=library)
     rows, notes = run.result
-    notes = [f"objects made {run.where}"] + notes
+    notes = [f"objects made {run.where}", PHASES_NOTE] + notes
     result = BenchResult(machine_info(pin, huge, vm.touch_method()), tuple(rows), (), tuple(notes))
     return BenchResult(result.machine, result.rows, tuple(findings(result)), result.notes)
 

@@ -16,7 +16,7 @@ from toolkit.mechanisms.dso import resolve_library
 from toolkit.proc.maps import read_maps
 from toolkit.proc.pagemap import PAGE_SIZE, kpagecount_readable, probe_pfns_visible
 from toolkit.proc.system import read_limits, read_meminfo
-from toolkit.records import Comparison, MechanismResult, Visibility
+from toolkit.records import PHASES_NOTE, Comparison, MechanismResult, Visibility
 
 TITLES = {"sysv": "System V", "posix": "POSIX", "dso_text": "library text", "dso_data": "library data"}
 
@@ -160,6 +160,7 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                        names=list(EXPLICIT), size=size, repeat=repeat)
     facts, setups = run.result
     notes.append(f"lifetime and setup cost measured {run.where}")
+    notes.append(PHASES_NOTE)
     lib_setup = measure_library(path, repeat)
 
     results = []
