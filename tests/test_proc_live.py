@@ -1,5 +1,4 @@
 """The /proc readers against the live kernel."""
-import ctypes
 import os
 import subprocess
 import sys

@@ -41,6 +41,13 @@ class NoSuchProcess(ShmkitError):
         super().__init__(msg or f"process {pid} does not exist (it may have exited)")
 
 
+class ZombieProcess(NoSuchProcess):
+    """The process has exited and waits for its parent: it has no address space to read."""
+
+    def __init__(self, pid, msg=None):
+        super().__init__(pid, msg or f"process {pid} is a zombie: it has no address space")
+
+
 class AccessDenied(ShmkitError):
     """The kernel refused to let us read or attach something."""
 

@@ -443,3 +443,186 @@ class Story(NamedTuple):
     verdict: str
     skipped: str = ""  # the reason, where the whole story cannot run on this machine
     where: str = ""  # where its objects were made (a private namespace, or this machine's)
+
+
+# ------------------------------------------------------------------ ELF (elf/headers.py, measure/elfjoin.py, measure/pic.py)
+
+
+class Segment(NamedTuple):
+    """One program header, with the values readelf -lW prints."""
+
+    index: int
+    type: str  # 'LOAD', 'GNU_RELRO', ... as readelf names it
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+    flags: str  # 'R E', 'RW', 'R'
+    align: int
+    sections: tuple = ()
+    sharing: str = ""
+    relocations: int = 0  # dynamic relocations that land in it (LOAD only)
+    reloc_pages: int = 0  # distinct pages those relocations dirty
+
+
+class ElfInfo(NamedTuple):
+    path: str
+    elf_class: int
+    endianness: str
+    machine: str
+    type: str  # 'EXEC', 'DYN', 'REL', 'CORE'
+    type_description: str
+    pie: bool
+    entry: int
+    phoff: int
+    segments: tuple
+    textrel: bool
+    relro: str  # 'none', 'partial', 'full'
+    bind_now: bool
+    pic: bool
+    layout: str
+    interpreter: Optional[str] = None
+    notes: tuple = ()
+
+    def loads(self):
+        return [s for s in self.segments if s.type == "LOAD"]
+
+
+class JoinedMapping(NamedTuple):
+    segment: int  # index in the program header table
+    load_flags: str
+    load_offset: int  # p_offset
+    aligned_offset: int  # p_offset rounded down to a page: what mmap got
+    start: int
+    end: int
+    perms: str
+    map_offset: int
+    anonymous: bool  # the .bss tail beyond the file
+    rss: int
+    pss: int
+    shared_clean: int
+    shared_dirty: int
+    private_clean: int
+    private_dirty: int
+    kpagecount_min: Optional[int] = None
+    kpagecount_median: Optional[int] = None
+    kpagecount_max: Optional[int] = None
+    sharing: str = ""
+
+
+class ObjectJoin(NamedTuple):
+    pid: int
+    path: str
+    base: int  # load address: where vaddr 0 of the object sits in this process
+    mappings: tuple
+    privileged: bool
+    note: str = ""
+
+
+class PeerLayout(NamedTuple):
+    pid: int
+    base: int  # text start minus its file offset: where the object's first page sits
+    text_start: int
+    data_start: int
+
+    @property
+    def text_to_data(self) -> int:
+        return self.data_start - self.text_start
+
+
+class PicResult(NamedTuple):
+    library: str
+    peers: tuple  # of PeerLayout
+
+    @property
+    def distinct_bases(self) -> int:
+        return len({p.base for p in self.peers})
+
+    @property
+    def same_distance(self) -> bool:
+        return len({p.text_to_data for p in self.peers}) == 1
+
+
+# ------------------------------------------------------------------ segments and footprint (measure/system.py)
+
+
+class Attacher(NamedTuple):
+    pid: int
+    command: str
+
+
+class SharedObject(NamedTuple):
+    kind: str  # 'sysv', 'posix', 'memfd', 'deleted'
+    name: str  # key (hex) for System V, /dev/shm name, memfd name, file path
+    size_bytes: int
+    owner: str
+    mode: Optional[str]
+    attachers: tuple
+    orphan: Optional[bool]
+    world_readable: Optional[bool]
+    world_writable: Optional[bool]
+    other_user: Optional[bool]
+    remove_ipc: Optional[bool]  # systemd-logind would remove it when its owner logs out
+    allocated_bytes: Optional[int] = None
+    key: Optional[int] = None
+    shmid: Optional[int] = None
+    nattch: Optional[int] = None
+    rss_bytes: Optional[int] = None
+    swap_bytes: Optional[int] = None
+    cpid: Optional[int] = None
+    lpid: Optional[int] = None
+    atime: Optional[int] = None
+    dtime: Optional[int] = None
+    ctime: Optional[int] = None
+    marked_for_removal: Optional[bool] = None
+    device: Optional[str] = None
+    inode: Optional[int] = None
+
+
+class SegmentsReport(NamedTuple):
+    sysv: tuple
+    posix: tuple
+    memfd: tuple
+    deleted: tuple
+    processes: int
+    unreadable: int
+    remove_ipc_policy: Optional[str] = None
+    notes: tuple = ()
+
+
+class ProcessMemory(NamedTuple):
+    pid: int
+    command: str
+    user: str
+    rss: int
+    pss: int
+    uss: int
+    swap: int
+    swap_pss: int
+    by_kind: Optional[dict] = None  # kind -> {"rss", "pss", "uss"}
+
+
+class LibraryUse(NamedTuple):
+    path: str
+    processes: int
+    rss_sum: int
+    pss_sum: int
+    physical_bytes: Optional[int]
+
+
+class FootprintReport(NamedTuple):
+    processes: tuple  # of ProcessMemory
+    denied: int
+    vanished: int
+    kernel_threads: int
+    libraries: tuple = ()  # of LibraryUse, for --by library
+    privileged: bool = False
+
+    @property
+    def unreadable(self) -> int:
+        return self.denied + self.vanished
+
+    def totals(self) -> dict:
+        keys = ("rss", "pss", "uss", "swap", "swap_pss")
+        return {k: sum(getattr(p, k) for p in self.processes) for k in keys}

@@ -7,10 +7,9 @@ import mmap
 import os
 import struct
 import sys
-from dataclasses import dataclass, field
-from typing import Optional
 
 from toolkit.errors import AccessDenied, NotELF, NotFound
+from toolkit.records import ElfInfo, Segment
 
 RUNTIME_PAGE = 4096  # relocations dirty pages of the size the kernel maps; 4 KiB on the platforms we run on
 
@@ -21,49 +20,6 @@ DT_RELRSZ, DT_RELR, DT_RELRENT, DT_FLAGS_1 = 35, 36, 37, 0x6FFFFFFB
 DF_TEXTREL, DF_BIND_NOW = 0x4, 0x8
 DF_1_NOW, DF_1_PIE = 0x1, 0x08000000
 PF_X, PF_W, PF_R = 1, 2, 4
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One program header, with the values readelf -lW prints."""
-
-    index: int
-    type: str  # 'LOAD', 'GNU_RELRO', ... as readelf names it
-    offset: int
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
-    flags: str  # 'R E', 'RW', 'R'
-    align: int
-    sections: tuple = ()
-    sharing: str = ""
-    relocations: int = 0  # dynamic relocations that land in it (LOAD only)
-    reloc_pages: int = 0  # distinct pages those relocations dirty
-
-
-@dataclass(frozen=True)
-class ElfInfo:
-    path: str
-    elf_class: int
-    endianness: str
-    machine: str
-    type: str  # 'EXEC', 'DYN', 'REL', 'CORE'
-    type_description: str
-    pie: bool
-    entry: int
-    phoff: int
-    segments: tuple
-    textrel: bool
-    relro: str  # 'none', 'partial', 'full'
-    bind_now: bool
-    pic: bool
-    layout: str
-    interpreter: Optional[str] = None
-    notes: tuple = field(default_factory=tuple)
-
-    def loads(self):
-        return [s for s in self.segments if s.type == "LOAD"]
 
 
 def _ptype_name(p_type, describe) -> str:

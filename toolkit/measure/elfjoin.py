@@ -3,46 +3,12 @@ from __future__ import annotations
 
 import os
 import statistics
-from dataclasses import dataclass
-from typing import Optional
 
 from toolkit.elf.headers import ElfInfo, read_elf
 from toolkit.errors import NotFound, ShmkitError
 from toolkit.proc.maps import read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecount, read_pagemap
-
-
-@dataclass(frozen=True)
-class JoinedMapping:
-    segment: int  # index in the program header table
-    load_flags: str
-    load_offset: int  # p_offset
-    aligned_offset: int  # p_offset rounded down to a page: what mmap got
-    start: int
-    end: int
-    perms: str
-    map_offset: int
-    anonymous: bool  # the .bss tail beyond the file
-    rss: int
-    pss: int
-    shared_clean: int
-    shared_dirty: int
-    private_clean: int
-    private_dirty: int
-    kpagecount_min: Optional[int] = None
-    kpagecount_median: Optional[int] = None
-    kpagecount_max: Optional[int] = None
-    sharing: str = ""
-
-
-@dataclass(frozen=True)
-class ObjectJoin:
-    pid: int
-    path: str
-    base: int  # load address: where vaddr 0 of the object sits in this process
-    mappings: tuple
-    privileged: bool
-    note: str = ""
+from toolkit.records import JoinedMapping, ObjectJoin
 
 
 def _down(x):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound
 from toolkit.proc.fs import default_fs
@@ -16,6 +16,7 @@ from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
 from toolkit.proc.process import list_pids, read_identity
 from toolkit.proc.system import read_sysvipc_shm
 from toolkit.units import mode_string, owner_name
+from toolkit.records import Attacher, FootprintReport, LibraryUse, ProcessMemory, SegmentsReport, SharedObject
 
 DEV_SHM = "/dev/shm"
 SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose IPC logind may remove
@@ -47,50 +48,6 @@ def _pool_map(fn, items):
 
 
 # ------------------------------------------------------------------ segments
-
-
-class Attacher(NamedTuple):
-    pid: int
-    command: str
-
-
-class SharedObject(NamedTuple):
-    kind: str  # 'sysv', 'posix', 'memfd', 'deleted'
-    name: str  # key (hex) for System V, /dev/shm name, memfd name, file path
-    size_bytes: int
-    owner: str
-    mode: Optional[str]
-    attachers: tuple
-    orphan: Optional[bool]
-    world_readable: Optional[bool]
-    world_writable: Optional[bool]
-    other_user: Optional[bool]
-    remove_ipc: Optional[bool]  # systemd-logind would remove it when its owner logs out
-    allocated_bytes: Optional[int] = None
-    key: Optional[int] = None
-    shmid: Optional[int] = None
-    nattch: Optional[int] = None
-    rss_bytes: Optional[int] = None
-    swap_bytes: Optional[int] = None
-    cpid: Optional[int] = None
-    lpid: Optional[int] = None
-    atime: Optional[int] = None
-    dtime: Optional[int] = None
-    ctime: Optional[int] = None
-    marked_for_removal: Optional[bool] = None
-    device: Optional[str] = None
-    inode: Optional[int] = None
-
-
-class SegmentsReport(NamedTuple):
-    sysv: tuple
-    posix: tuple
-    memfd: tuple
-    deleted: tuple
-    processes: int
-    unreadable: int
-    remove_ipc_policy: Optional[str] = None
-    notes: tuple = ()
 
 
 def _re():
@@ -220,43 +177,6 @@ def scan_segments() -> SegmentsReport:
 
 
 # ------------------------------------------------------------------ footprint
-
-
-class ProcessMemory(NamedTuple):
-    pid: int
-    command: str
-    user: str
-    rss: int
-    pss: int
-    uss: int
-    swap: int
-    swap_pss: int
-    by_kind: Optional[dict] = None  # kind -> {"rss", "pss", "uss"}
-
-
-class LibraryUse(NamedTuple):
-    path: str
-    processes: int
-    rss_sum: int
-    pss_sum: int
-    physical_bytes: Optional[int]
-
-
-class FootprintReport(NamedTuple):
-    processes: tuple  # of ProcessMemory
-    denied: int
-    vanished: int
-    kernel_threads: int
-    libraries: tuple = ()  # of LibraryUse, for --by library
-    privileged: bool = False
-
-    @property
-    def unreadable(self) -> int:
-        return self.denied + self.vanished
-
-    def totals(self) -> dict:
-        keys = ("rss", "pss", "uss", "swap", "swap_pss")
-        return {k: sum(getattr(p, k) for p in self.processes) for k in keys}
 
 
 KINDS = ("sysv", "posix", "memfd", "library text", "library data", "other file", "anonymous", "heap", "stack", "other")

@@ -1,33 +1,70 @@
-"""The one gateway to /proc: every reader opens files through a ProcFS.
+"""The one gateway to the files the system commands read: /proc, and the host's /sys, /etc, /run and
+/dev/shm. Every reader opens files through a ProcFS.
 
-Rooted at a configurable path so that parser tests can point it at recorded text.
-errno is translated here, and only here, into the library's errors.
+Rooted at a configurable host root so that tests (and `--root`) can point it at a recorded host:
+`ProcFS.at_host(DIR)` reads DIR/proc, DIR/etc/systemd, DIR/run, DIR/dev/shm. errno is translated here,
+and only here, into the library's errors.
 """
 from __future__ import annotations
 
 import errno
 import os
 
-from toolkit.errors import AccessDenied, NoSuchProcess, NotFound
+from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ZombieProcess
+
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
 
 
 class ProcFS:
-    def __init__(self, root: str = "/proc"):
+    def __init__(self, root: str = "/proc", host_root: str | None = None):
         self.root = root.rstrip("/") or "/"
+        # the host's / : by default the parent of the proc root ("/" for /proc)
+        self.host_root = host_root if host_root is not None else (os.path.dirname(self.root) or "/")
+        self.recorded = os.path.realpath(self.root) != "/proc"
+
+    @classmethod
+    def at_host(cls, root: str) -> "ProcFS":
+        """A whole host (live "/" or a recorded tree): its proc is ROOT/proc."""
+        return cls(os.path.join(root, "proc"), root)
 
     def path(self, *parts) -> str:
         return os.path.join(self.root, *(str(p) for p in parts))
 
-    def _translate(self, err: OSError, rel: tuple):
+    def host_path(self, abspath: str) -> str:
+        """/etc/systemd/logind.conf -> the file under this host's root."""
+        return os.path.join(self.host_root, abspath.lstrip("/"))
+
+    def _translate(self, err: OSError, rel: tuple, where: str | None = None):
         pid = rel[0] if rel and str(rel[0]).isdigit() else None
-        where = self.path(*rel)
+        where = where or self.path(*rel)
         if isinstance(err, PermissionError) or err.errno == errno.EACCES:
             return AccessDenied(where, f"permission denied reading {where}")
         if pid is not None and (isinstance(err, (FileNotFoundError, ProcessLookupError)) or err.errno == errno.ESRCH):
+            # ESRCH from a file of a process that still exists: a zombie or a kernel thread (no address
+            # space); only a /proc/PID that is really gone means the process is
+            if os.path.isdir(self.path(pid)):
+                state = self.task_state(pid)
+                if state == "zombie":
+                    return ZombieProcess(int(pid))
+                if state == "kernel thread":
+                    return NoSuchProcess(int(pid), f"process {pid} is a kernel thread: it has no address space")
             return NoSuchProcess(int(pid))
         if isinstance(err, FileNotFoundError):
             return NotFound(f"{where} does not exist")
         return err
+
+    def task_state(self, pid) -> str | None:
+        """'zombie', 'kernel thread', 'running' (anything else), or None when the process is gone."""
+        try:
+            with open(self.path(pid, "stat"), "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            return None
+        if fields and fields[0] in (b"Z", b"X"):
+            return "zombie"
+        if len(fields) > 6 and int(fields[6]) & PF_KTHREAD:
+            return "kernel thread"
+        return "running"
 
     def read_text(self, *rel) -> str:
         try:
@@ -70,8 +107,63 @@ class ProcFS:
     def exists(self, *rel) -> bool:
         return os.path.exists(self.path(*rel))
 
+    def listdir(self, *rel) -> list:
+        try:
+            return os.listdir(self.path(*rel))
+        except OSError as err:
+            raise self._translate(err, rel) from err
 
-_DEFAULT = ProcFS(os.environ.get("SHMKIT_PROCFS", "/proc"))
+    def uid(self, pid) -> int:
+        """The owner of a process: the owner of /proc/PID (one stat), or in a recorded tree, whose files
+        all belong to whoever unpacked it, the real uid in its status."""
+        if self.recorded:
+            for line in self.read_text(pid, "status").splitlines():
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        try:
+            return os.stat(self.path(pid)).st_uid
+        except OSError as err:
+            raise self._translate(err, (pid,)) from err
+
+    # -------------------------------------------------------------- the host's other files
+
+    def host_read_text(self, abspath: str) -> str:
+        where = self.host_path(abspath)
+        try:
+            with open(where, encoding="utf-8", errors="surrogateescape") as f:
+                return f.read()
+        except OSError as err:
+            raise self._translate(err, (), where) from err
+
+    def host_listdir(self, abspath: str) -> list:
+        """Names in a host folder, as bytes-faithful str (surrogateescape); [] when it does not exist."""
+        where = self.host_path(abspath)
+        try:
+            return os.listdir(where)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise self._translate(err, (), where) from err
+
+    def host_lstat(self, abspath: str):
+        where = self.host_path(abspath)
+        try:
+            return os.lstat(where)
+        except OSError as err:
+            raise self._translate(err, (), where) from err
+
+    def host_isdir(self, abspath: str) -> bool:
+        return os.path.isdir(self.host_path(abspath))
+
+    def host_statvfs(self, abspath: str):
+        """statvfs of a host mount, or None where it cannot be had."""
+        try:
+            return os.statvfs(self.host_path(abspath))
+        except OSError:
+            return None
+
+
+_DEFAULT = ProcFS()
 
 
 def default_fs() -> ProcFS:

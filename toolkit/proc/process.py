@@ -1,14 +1,12 @@
 """Processes: the list of pids, who owns each, what it is called."""
 from __future__ import annotations
 
-import os
-
 from toolkit.proc.fs import ProcFS, default_fs
 
 
 def list_pids(fs: ProcFS | None = None) -> list:
     fs = fs or default_fs()
-    return sorted(int(d) for d in os.listdir(fs.root) if d.isdigit())
+    return sorted(int(d) for d in fs.listdir() if d.isdigit())
 
 
 def parse_status(text: str) -> dict:

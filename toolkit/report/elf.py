@@ -1,7 +1,6 @@
 """Render ELF views: readelf -lW's columns, the sharing fate of each LOAD, the live join."""
 from __future__ import annotations
 
-import dataclasses
 
 from toolkit.units import human_bytes
 
@@ -77,7 +76,7 @@ def render_elf(info, out) -> None:
 
 def join_to_json(info, joined) -> dict:
     return {"path": joined.path, "pid": joined.pid, "base": joined.base, "privileged": joined.privileged,
-            "mappings": [dataclasses.asdict(m) for m in joined.mappings],
+            "mappings": [m._asdict() for m in joined.mappings],
             "elf": {"layout": info.layout, "relro": info.relro, "textrel": info.textrel}}
 
 
