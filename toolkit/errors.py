@@ -48,6 +48,13 @@ class ZombieProcess(NoSuchProcess):
         super().__init__(pid, msg or f"process {pid} is a zombie: it has no address space")
 
 
+class KernelThread(NoSuchProcess):
+    """A kernel thread: a process with no address space of its own."""
+
+    def __init__(self, pid, msg=None):
+        super().__init__(pid, msg or f"process {pid} is a kernel thread: it has no address space")
+
+
 class AccessDenied(ShmkitError):
     """The kernel refused to let us read or attach something."""
 

@@ -552,6 +552,24 @@ class Attacher(NamedTuple):
     command: str
 
 
+class Access(NamedTuple):
+    """Who we are to the kernel (read from /proc/self/status and mount options, so replayable)."""
+
+    uid: int  # effective
+    cap_eff: int  # effective capability mask
+    hidepid: Optional[str]  # the proc mount's hidepid= value, None when not set
+    ptrace_scope: Optional[int]  # Yama's, None without Yama
+
+    @property
+    def scope_forbids(self) -> bool:
+        return self.ptrace_scope == 3
+
+    @property
+    def privileged(self) -> bool:
+        """PFNs in pagemap and /proc/kpagecount need CAP_SYS_ADMIN."""
+        return bool(self.cap_eff >> 21 & 1)
+
+
 class SharedObject(NamedTuple):
     kind: str  # 'sysv', 'posix', 'memfd', 'deleted'
     name: str  # key (hex) for System V, /dev/shm name, memfd name, file path
@@ -589,6 +607,7 @@ class SegmentsReport(NamedTuple):
     unreadable: int
     remove_ipc_policy: Optional[str] = None
     notes: tuple = ()
+    complete: bool = True  # every process's maps were read: "nothing maps it" can be said
 
 
 class ProcessMemory(NamedTuple):
@@ -618,6 +637,9 @@ class FootprintReport(NamedTuple):
     kernel_threads: int
     libraries: tuple = ()  # of LibraryUse, for --by library
     privileged: bool = False
+    zombies: int = 0
+    notes: tuple = ()  # why some processes could not be read or seen
+    complete: bool = True  # every process was listed and read: sums are totals, not lower bounds
 
     @property
     def unreadable(self) -> int:

@@ -9,8 +9,9 @@ import os
 import stat
 from typing import Optional
 
-from toolkit.errors import AccessDenied, NoSuchProcess, NotFound
-from toolkit.proc.fs import default_fs
+from toolkit.errors import AccessDenied, KernelThread, NoSuchProcess, NotFound, ZombieProcess
+from toolkit.proc.access import hides_others, read_access, why_denied
+from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, read_rollup, read_smaps, rollup_from_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
 from toolkit.proc.process import list_pids, read_identity
@@ -56,35 +57,63 @@ def _re():
     return re
 
 
-def remove_ipc_policy() -> Optional[bool]:
+# logind reads its main file, then drop-ins (*.conf) from these folders in the order of their names; a
+# drop-in in /etc hides one of the same name further down (systemd.unit(5), "drop-in")
+LOGIND_MAIN = ("/etc/systemd/logind.conf", "/usr/lib/systemd/logind.conf")
+LOGIND_DROPINS = ("/etc/systemd/logind.conf.d", "/run/systemd/logind.conf.d", "/usr/local/lib/systemd/logind.conf.d",
+                  "/usr/lib/systemd/logind.conf.d")
+
+
+def remove_ipc_policy(fs: ProcFS | None = None) -> Optional[bool]:
     """True where systemd-logind runs with RemoveIPC=yes (its default), None where there is no systemd."""
-    if not os.path.isdir("/run/systemd/system"):
+    fs = fs or default_fs()
+    if not fs.host_isdir("/run/systemd/system"):
         return None
+    files = [next((p for p in LOGIND_MAIN if _readable(fs, p)), None)]
+    dropins = {}
+    for folder in reversed(LOGIND_DROPINS):  # /etc last, so that its files win by name
+        for name in fs.host_listdir(folder):
+            if name.endswith(".conf"):
+                dropins[name] = os.path.join(folder, name)
+    files += [dropins[name] for name in sorted(dropins)]
     value = "yes"
-    for path in ("/etc/systemd/logind.conf",) + tuple(
-            os.path.join("/etc/systemd/logind.conf.d", f) for f in sorted(os.listdir("/etc/systemd/logind.conf.d"))
-            if os.path.isdir("/etc/systemd/logind.conf.d")):
-        try:
-            for line in open(path):
-                m = _re().match(r"\s*RemoveIPC\s*=\s*(\S+)", line)
-                if m:
-                    value = m.group(1).lower()
-        except OSError:
+    for path in files:
+        if path is None:
             continue
+        try:
+            text = fs.host_read_text(path)
+        except (AccessDenied, NotFound, IsADirectoryError):
+            continue
+        section = None
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                section = line
+            m = _re().match(r"RemoveIPC\s*=\s*(\S+)", line)
+            if m and section in (None, "[Login]"):
+                value = m.group(1).lower()
     return value in ("yes", "true", "1", "on")
+
+
+def _readable(fs, path) -> bool:
+    try:
+        fs.host_lstat(path)
+        return True
+    except (AccessDenied, NotFound):
+        return False
 
 
 _INTERESTING = (b"/SYSV", b"/dev/shm/", b"/memfd:", b" (deleted)")
 
 
-def _shared_maps(pid):
-    """(pid, command, [Mapping]) of the shared-memory-looking mappings of one process, or an error kind."""
+def _shared_maps(fs, pid):
+    """(pid, [Mapping] or None, error kind or None) of the shared-memory-looking mappings of one process."""
     try:
-        data = default_fs().read_bytes(pid, "maps")
+        data = fs.read_bytes(pid, "maps")
     except AccessDenied:
         return pid, None, "denied"
-    except (NoSuchProcess, NotFound, OSError):
-        return pid, None, "vanished"
+    except (NoSuchProcess, NotFound):
+        return pid, None, "vanished"  # a zombie's or kernel thread's maps are empty, not an error
     if not any(s in data for s in _INTERESTING):
         return pid, [], None
     lines = [ln for ln in data.decode("utf-8", "surrogateescape").splitlines()
@@ -92,19 +121,34 @@ def _shared_maps(pid):
     return pid, parse_maps("\n".join(lines)), None
 
 
-def _command(pid):
+def _command(fs, pid):
     try:
-        return read_identity(pid)[1]
+        return read_identity(pid, fs)[1]
     except (NoSuchProcess, AccessDenied, NotFound):
         return "?"
 
 
-def scan_segments() -> SegmentsReport:
-    me = os.geteuid()
-    policy = remove_ipc_policy()
-    pids = list_pids()
-    results = _pool_map(_shared_maps, pids)
-    unreadable = sum(1 for _, _, err in results if err == "denied")
+def _completeness(fs, denied_pids, processes) -> tuple:
+    """(complete, notes): whether every process could be listed and read, and if not, why."""
+    access = read_access(fs)
+    notes = []
+    if hides_others(access):
+        notes.append(f"/proc is mounted with hidepid={access.hidepid}: other users' processes are invisible here, "
+                     f"so only {processes} processes were seen (run as root to see all)")
+    if denied_pids:
+        notes.append(f"{len(denied_pids)} processes not readable ({why_denied(fs, access, denied_pids)}): "
+                     "what they map is not shown")
+    return not notes, tuple(notes)
+
+
+def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
+    fs = fs or default_fs()
+    me = read_access(fs).uid
+    policy = remove_ipc_policy(fs)
+    pids = list_pids(fs)
+    results = _pool_map(lambda p: _shared_maps(fs, p), pids)
+    denied = [pid for pid, _, err in results if err == "denied"]
+    complete, notes = _completeness(fs, denied, len(pids))
     by_shmid, by_devino, memfd, deleted = {}, {}, {}, {}
     for pid, maps, err in results:
         if not maps:
@@ -124,7 +168,7 @@ def scan_segments() -> SegmentsReport:
         out = []
         for p in sorted(pids_):
             if p not in commands:
-                commands[p] = _command(p)
+                commands[p] = _command(fs, p)
             out.append(Attacher(p, commands[p]))
         return tuple(out)
 
@@ -133,35 +177,32 @@ def scan_segments() -> SegmentsReport:
                     remove_ipc=(None if policy is None else bool(policy and uid > SYS_UID_MAX)))
 
     sysv = []
-    for seg in read_sysvipc_shm():
+    for seg in read_sysvipc_shm(fs):
         who = attachers(by_shmid.get(seg.shmid, ()))
         sysv.append(SharedObject(
             kind="sysv", name=f"0x{seg.key & 0xFFFFFFFF:08x}", size_bytes=seg.size, owner=owner_name(seg.uid),
             mode=mode_string(seg.mode), attachers=who,
+            # the kernel's own count: an orphan whether or not we could read every process
             orphan=seg.nattch == 0 and not seg.marked_for_removal, **flags(seg.mode, seg.uid),
             key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=seg.rss, swap_bytes=seg.swap, cpid=seg.cpid,
             lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
             marked_for_removal=seg.marked_for_removal,
         ))
     posix = []
-    try:
-        names = sorted(os.listdir(DEV_SHM))
-    except OSError:
-        names = []
-    for name in names:
-        path = os.path.join(DEV_SHM, name)
+    for name in sorted(fs.host_listdir(DEV_SHM)):
         try:
-            st = os.lstat(path)
-        except OSError:
-            continue
+            st = fs.host_lstat(os.path.join(DEV_SHM, name))
+        except (NotFound, AccessDenied):
+            continue  # removed since the listing
         if not stat.S_ISREG(st.st_mode):
             continue
         dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
         who = attachers(by_devino.get((dev, st.st_ino), ()))
         posix.append(SharedObject(
             kind="posix", name=name, size_bytes=st.st_size, owner=owner_name(st.st_uid), mode=mode_string(st.st_mode),
-            attachers=who, orphan=not who, **flags(st.st_mode, st.st_uid), allocated_bytes=st.st_blocks * 512,
-            device=dev, inode=st.st_ino,
+            # nothing we could see maps it; unknown unless we saw every process
+            attachers=who, orphan=(not who) if (who or complete) else None, **flags(st.st_mode, st.st_uid),
+            allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino,
         ))
     mem = [SharedObject(kind="memfd", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
                         orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
@@ -169,11 +210,8 @@ def scan_segments() -> SegmentsReport:
     dele = [SharedObject(kind="deleted", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
                          orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
                          device=dev, inode=ino) for (dev, ino, path), p in sorted(deleted.items())]
-    notes = []
-    if unreadable:
-        notes.append(f"{unreadable} processes not readable: attachers among them are not shown (run as root)")
-    return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(dele), len(pids), unreadable,
-                          None if policy is None else ("yes" if policy else "no"), tuple(notes))
+    return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(dele), len(pids), len(denied),
+                          None if policy is None else ("yes" if policy else "no"), notes, complete)
 
 
 # ------------------------------------------------------------------ footprint
@@ -215,30 +253,37 @@ def classify(entries) -> list:
     return kinds
 
 
-def _one(pid, need_smaps):
-    fs = default_fs()
+def _one(fs, pid, need_smaps):
     try:
-        uid = os.stat(fs.path(pid)).st_uid
+        uid = fs.uid(pid)
         if need_smaps:
-            entries = read_smaps(pid)
+            entries = read_smaps(pid, fs)
             fields = rollup_from_smaps(pid, entries).fields
         else:
-            fields, entries = read_rollup(pid).fields, None
+            fields, entries = read_rollup(pid, fs).fields, None
         if not fields:
-            return pid, None, "kernel"  # no address space
+            state = fs.task_state(pid)  # no address space: which kind of process is it?
+            return pid, None, {"zombie": "zombie", "kernel thread": "kernel", None: "vanished"}.get(state, "vanished")
         cmd = fs.read_bytes(pid, "cmdline").replace(b"\0", b" ").strip().decode("utf-8", "replace")
         if not cmd:
             cmd = "[" + fs.read_bytes(pid, "comm").strip().decode("utf-8", "replace") + "]"
-    except (AccessDenied, PermissionError):
+    except AccessDenied:
         return pid, None, "denied"
-    except (NoSuchProcess, NotFound, OSError):
+    except ZombieProcess:
+        return pid, None, "zombie"
+    except KernelThread:
+        return pid, None, "kernel"
+    except (NoSuchProcess, NotFound):
         return pid, None, "vanished"
     return pid, (uid, cmd, fields, entries), None
 
 
-def scan_footprint(pids=(), user=None, match=None, by="process", privileged=False) -> FootprintReport:
-    """Per-process Rss, Pss, USS, swap (smaps_rollup); with by kind or library, per mapping (smaps)."""
-    candidates = list(pids) if pids else list_pids()
+def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None,
+                   fs: ProcFS | None = None) -> FootprintReport:
+    """Per-process Rss, Pss, USS, swap (smaps_rollup); with by kind or library, per mapping (smaps).
+    privileged (PFNs readable) defaults to what /proc/self/status says of CAP_SYS_ADMIN."""
+    fs = fs or default_fs()
+    candidates = list(pids) if pids else list_pids(fs)
     want_uid = None
     if user is not None:
         import pwd
@@ -248,14 +293,16 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=Fals
         except KeyError:
             raise NotFound(f"no user named {user!r}") from None
     pattern = _re().compile(match) if match else None
-    me = os.getpid()
+    me = os.getpid() if not fs.recorded else None
     need_smaps = by in ("kind", "library")
-    results = _pool_map(lambda p: _one(p, need_smaps), [p for p in candidates if p != me])
-    procs, denied, vanished, kthreads = [], 0, 0, 0
+    results = _pool_map(lambda p: _one(fs, p, need_smaps), [p for p in candidates if p != me])
+    procs, denied, vanished, kthreads, zombies = [], [], 0, 0, 0
     lib_maps = {}
     for pid, data, err in results:
         if err == "denied":
-            denied += 1
+            if pids:
+                raise AccessDenied(pid, f"process {pid}: {why_denied(fs, read_access(fs), [pid])}")
+            denied.append(pid)
             continue
         if err == "vanished":
             if pids:
@@ -264,6 +311,9 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=Fals
             continue
         if err == "kernel":
             kthreads += 1
+            continue
+        if err == "zombie":
+            zombies += 1
             continue
         uid, cmd, fields, entries = data
         if want_uid is not None and uid != want_uid:
@@ -285,21 +335,25 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=Fals
             uss=fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0), swap=fields.get("Swap", 0),
             swap_pss=fields.get("SwapPss", 0), by_kind=by_kind,
         ))
+    if privileged is None:
+        privileged = read_access(fs).privileged
     libraries = ()
     if by == "library":
-        libraries = tuple(sorted((_library_use(path, uses, privileged) for path, uses in lib_maps.items()),
+        libraries = tuple(sorted((_library_use(path, uses, privileged, fs) for path, uses in lib_maps.items()),
                                  key=lambda u: -u.pss_sum))
-    return FootprintReport(tuple(procs), denied, vanished, kthreads, libraries, privileged)
+    complete, notes = _completeness(fs, denied, len(candidates)) if not pids else (True, ())
+    return FootprintReport(tuple(procs), len(denied), vanished, kthreads, libraries, privileged, zombies, notes,
+                           complete)
 
 
-def _library_use(path, uses, privileged) -> LibraryUse:
+def _library_use(path, uses, privileged, fs) -> LibraryUse:
     physical = None
     if privileged:
         pfns = set()
         for pid, e in uses:
             try:
-                found = read_pagemap(pid, e.mapping.start, e.mapping.end).distinct_pfns()
-            except (NoSuchProcess, AccessDenied, NotFound, OSError):
+                found = read_pagemap(pid, e.mapping.start, e.mapping.end, fs).distinct_pfns()
+            except (NoSuchProcess, AccessDenied, NotFound):
                 continue
             if found is None:
                 pfns = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ZombieProcess
+from toolkit.errors import AccessDenied, KernelThread, NoSuchProcess, NotFound, ZombieProcess
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
 
@@ -47,7 +47,7 @@ class ProcFS:
                 if state == "zombie":
                     return ZombieProcess(int(pid))
                 if state == "kernel thread":
-                    return NoSuchProcess(int(pid), f"process {pid} is a kernel thread: it has no address space")
+                    return KernelThread(int(pid))
             return NoSuchProcess(int(pid))
         if isinstance(err, FileNotFoundError):
             return NotFound(f"{where} does not exist")

@@ -18,7 +18,7 @@ def segments_to_json(r) -> dict:
     return {"sysv": [one(o) for o in r.sysv], "posix": [one(o) for o in r.posix],
             "memfd": [one(o) for o in r.memfd], "deleted": [one(o) for o in r.deleted],
             "processes": r.processes, "unreadable": r.unreadable, "remove_ipc": r.remove_ipc_policy,
-            "notes": list(r.notes)}
+            "complete": r.complete, "notes": list(r.notes)}
 
 
 def _flags(o) -> str:
@@ -85,7 +85,7 @@ def footprint_to_json(r, by) -> dict:
                        **({"by_kind": p.by_kind} if p.by_kind is not None else {})} for p in r.processes],
         "totals": {f"{k}_bytes": v for k, v in r.totals().items()},
         "unreadable": r.unreadable, "denied": r.denied, "vanished": r.vanished, "kernel_threads": r.kernel_threads,
-        "privileged": r.privileged,
+        "zombies": r.zombies, "privileged": r.privileged, "complete": r.complete, "notes": list(r.notes),
     }
     if by == "kind":
         d["by_kind"] = aggregate_kinds(r)
@@ -167,9 +167,9 @@ def render_footprint(r, by, sort, console) -> None:
 
 
 def footer(r, console) -> None:
-    parts = []
-    if r.denied:
-        parts.append(f"{r.denied} processes not readable: run as root")
+    parts = list(r.notes)  # why some processes were not read or not seen, with the real reason
+    if r.zombies:
+        parts.append(f"{r.zombies} zombies skipped (exited, no memory left)")
     if r.vanished:
         parts.append(f"{r.vanished} exited during the scan")
     if r.kernel_threads:
@@ -179,7 +179,8 @@ def footer(r, console) -> None:
 
 
 def prometheus_text(seg, foot) -> str:
-    """node_exporter textfile-collector format."""
+    """node_exporter textfile-collector format. What could not be measured is left out and said by a
+    companion gauge, never exported as 0: a false 0 or a false orphan pages someone at night."""
     lines = []
 
     def metric(name, help_, kind, samples):
@@ -197,14 +198,19 @@ def prometheus_text(seg, foot) -> str:
     metric("shmkit_shared_object_resident_bytes", "Resident bytes: System V rss, POSIX allocated blocks.", "gauge",
            [({"kind": "sysv"}, sum(o.rss_bytes or 0 for o in seg.sysv)),
             ({"kind": "posix"}, sum(o.allocated_bytes or 0 for o in seg.posix))])
-    metric("shmkit_orphan_objects", "Objects nothing maps and nobody marked for removal.", "gauge",
+    metric("shmkit_orphan_objects", "Objects nothing maps and nobody marked for removal (known orphans only).", "gauge",
            [({"kind": k}, sum(1 for o in v if o.orphan)) for k, v in objs.items()])
+    metric("shmkit_orphan_unknown_objects", "Objects whose possible mappers could not all be read: orphan or not "
+           "is unknown.", "gauge", [({"kind": k}, sum(1 for o in v if o.orphan is None)) for k, v in objs.items()])
     metric("shmkit_world_writable_objects", "Objects any user may write.", "gauge",
            [({"kind": k}, sum(1 for o in v if o.world_writable)) for k, v in objs.items()])
-    kinds = aggregate_kinds(foot)
-    from toolkit.measure.system import KINDS
+    metric("shmkit_pss_complete", "1 when every process was read, so that shmkit_pss_bytes is a total; 0 when "
+           "some could not be read or seen and shmkit_pss_bytes is left out.", "gauge", [({}, int(foot.complete))])
+    if foot.complete:
+        from toolkit.measure.system import KINDS
 
-    metric("shmkit_pss_bytes", "Proportional set size summed over readable processes, by kind of memory.", "gauge",
-           [({"kind": k}, kinds.get(k, {}).get("pss_bytes", 0)) for k in KINDS])
+        kinds = aggregate_kinds(foot)
+        metric("shmkit_pss_bytes", "Proportional set size summed over all processes, by kind of memory.", "gauge",
+               [({"kind": k}, kinds.get(k, {}).get("pss_bytes", 0)) for k in KINDS])
     metric("shmkit_processes_unreadable", "Processes whose memory could not be read.", "gauge", [({}, foot.denied)])
     return "\n".join(lines) + "\n"

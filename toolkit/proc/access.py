@@ -1,0 +1,95 @@
+"""Who we are to the kernel, read through the gateway: uid, capabilities, /proc's hidepid, Yama's
+ptrace_scope. From these the system views say why a process could not be read, and whether what they
+show is complete (a recorded host replays the recorder's, not ours)."""
+from __future__ import annotations
+
+from toolkit.errors import ShmkitError
+from toolkit.proc.fs import ProcFS, default_fs
+from toolkit.records import Access
+
+CAP_SYS_PTRACE, CAP_SYS_ADMIN = 19, 21
+CAP_NAMES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+             "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+             "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+             "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+             "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+             "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE")
+
+
+def _status(fs: ProcFS, pid) -> dict:
+    out = {}
+    for line in fs.read_text(pid, "status").splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def proc_mount_options(fs: ProcFS) -> list:
+    """The options of the proc mount at /proc, from mountinfo (per-mount and per-superblock)."""
+    try:
+        text = fs.read_text("self", "mountinfo")
+    except (ShmkitError, OSError):
+        return []
+    for line in text.splitlines():
+        pre, _, post = line.partition(" - ")
+        fields, rest = pre.split(), post.split()
+        if len(fields) > 5 and fields[4] == "/proc" and rest and rest[0] == "proc":
+            return fields[5].split(",") + (rest[2].split(",") if len(rest) > 2 else [])
+    return []
+
+
+def read_access(fs: ProcFS | None = None) -> Access:
+    fs = fs or default_fs()
+    st = _status(fs, "self")
+    uid = int(st.get("Uid", "0").split()[1])  # effective
+    cap_eff = int(st.get("CapEff", "0"), 16)
+    hidepid = None
+    for opt in proc_mount_options(fs):
+        if opt.startswith("hidepid="):
+            hidepid = opt.split("=", 1)[1]
+    try:
+        scope = int(fs.read_text("sys", "kernel", "yama", "ptrace_scope"))
+    except (ShmkitError, OSError, ValueError):
+        scope = None
+    return Access(uid, cap_eff, hidepid, scope)
+
+
+def cap_names(mask: int) -> list:
+    return ["CAP_" + (CAP_NAMES[i] if i < len(CAP_NAMES) else str(i)) for i in range(64) if mask >> i & 1]
+
+
+def can_read_all(a: Access) -> bool:
+    """Whether the ptrace check lets us read every process's memory maps (root with CAP_SYS_PTRACE)."""
+    return bool(a.cap_eff >> CAP_SYS_PTRACE & 1)
+
+
+def hides_others(a: Access) -> bool:
+    """/proc mounted with hidepid=2 (invisible): other users' processes are not even listed for us."""
+    return a.hidepid in ("2", "invisible") and not can_read_all(a)
+
+
+def why_denied(fs: ProcFS, a: Access, pids) -> str:
+    """The real reason the kernel refused to show us these processes' memory maps."""
+    pids = sorted(pids)
+    if not pids:
+        return ""
+    if a.scope_forbids:
+        return "kernel.yama.ptrace_scope=3 forbids reading any other process's memory maps"
+    if a.hidepid in ("1", "noaccess") and not can_read_all(a):
+        return "/proc is mounted with hidepid=1: other users' processes may not be read (run as root)"
+    if a.uid != 0 and not can_read_all(a):
+        return "they belong to other users: reading their memory maps needs root or CAP_SYS_PTRACE"
+    if not can_read_all(a):
+        return "this process lacks CAP_SYS_PTRACE, which reading other processes' memory maps needs"
+    # root with CAP_SYS_PTRACE and still refused: the target holds capabilities we lack, or an LSM said no
+    ours = a.cap_eff
+    for pid in pids[:5]:
+        try:
+            theirs = int(_status(fs, pid).get("CapPrm", "0"), 16)
+        except (ShmkitError, OSError, ValueError):
+            continue
+        missing = theirs & ~ours
+        if missing:
+            return (f"the kernel's ptrace check refused: pid {pid} holds {', '.join(cap_names(missing))}, "
+                    "which this process lacks (a container's or sandbox's bounding set)")
+    return "the kernel's ptrace check refused (a security module, or another user namespace's process)"
