@@ -7,16 +7,26 @@ import click
 
 from toolkit.cli.common import console, library_errors
 
+ROOT = click.option("--root", "root", default=None, metavar="DIR", type=click.Path(file_okay=False, exists=True),
+                    help="Read a recorded host under DIR (its proc/, etc/, run/, dev/shm) instead of this machine.")
+
+
+def _fs(root):
+    from toolkit.proc.fs import ProcFS, default_fs
+
+    return ProcFS.at_host(root) if root else default_fs()
+
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@ROOT
 @library_errors
-def segments(as_json):
+def segments(as_json, root):
     """Every System V segment and POSIX object, memfd and deleted-file mappings, and who maps each now."""
     from toolkit.measure.system import scan_segments
     from toolkit.report import system as report
 
-    r = scan_segments()
+    r = scan_segments(_fs(root))
     if as_json:
         click.echo(json.dumps(report.segments_to_json(r), indent=2))
     else:
@@ -31,8 +41,9 @@ def segments(as_json):
 @click.option("--by", type=click.Choice(["process", "user", "kind", "library"]), default="process", show_default=True)
 @click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@ROOT
 @library_errors
-def footprint(pids, all_, user, match, by, sort, as_json):
+def footprint(pids, all_, user, match, by, sort, as_json, root):
     """RSS, PSS, USS and swap per process, user, kind of memory or library (like smem, faster)."""
     import re
 
@@ -46,12 +57,7 @@ def footprint(pids, all_, user, match, by, sort, as_json):
             re.compile(match)
         except re.error as err:
             raise click.BadParameter(str(err), param_hint="--match") from None
-    privileged = False
-    if by == "library":
-        from toolkit.proc.pagemap import probe_pfns_visible
-
-        privileged = probe_pfns_visible()
-    r = scan_footprint(pids, user, match, by, privileged)
+    r = scan_footprint(pids, user, match, by, fs=_fs(root))
     if as_json:
         click.echo(json.dumps(report.footprint_to_json(r, by), indent=2))
     else:
@@ -61,13 +67,15 @@ def footprint(pids, all_, user, match, by, sort, as_json):
 @click.command()
 @click.option("--prometheus", "prom", is_flag=True, required=True, help="node_exporter textfile-collector format.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
+@ROOT
 @library_errors
-def export(prom, file):
+def export(prom, file, root):
     """Export counts and bytes (segments, orphans, PSS by kind) for monitoring; FILE is written atomically."""
     from toolkit.measure.system import scan_footprint, scan_segments
     from toolkit.report import system as report
 
-    text = report.prometheus_text(scan_segments(), scan_footprint(by="kind"))
+    fs = _fs(root)
+    text = report.prometheus_text(scan_segments(fs), scan_footprint(by="kind", fs=fs))
     if not file or file == "-":
         sys.stdout.write(text)
         return

@@ -146,11 +146,28 @@ class ProcFS:
             raise self._translate(err, (), where) from err
 
     def host_lstat(self, abspath: str):
+        """lstat of a host file; in a recorded tree, the recorded metadata (a checkout keeps neither
+        owners nor device and inode numbers, which the maps of the recorded processes refer to)."""
         where = self.host_path(abspath)
+        if self.recorded:
+            meta = self._recorded_stat().get("/" + abspath.lstrip("/"))
+            if meta is not None:
+                return _RecordedStat(**meta)
         try:
             return os.lstat(where)
         except OSError as err:
             raise self._translate(err, (), where) from err
+
+    def _recorded_stat(self) -> dict:
+        if not hasattr(self, "_stat_cache"):
+            import json
+
+            try:
+                with open(os.path.join(self.host_root, RECORDED_STAT)) as f:
+                    self._stat_cache = json.load(f)
+            except FileNotFoundError:
+                self._stat_cache = {}
+        return self._stat_cache
 
     def host_isdir(self, abspath: str) -> bool:
         return os.path.isdir(self.host_path(abspath))
@@ -161,6 +178,15 @@ class ProcFS:
             return os.statvfs(self.host_path(abspath))
         except OSError:
             return None
+
+
+RECORDED_STAT = "recorded-stat.json"  # in a recorded host's root: {"/dev/shm/NAME": {"st_mode": ..., ...}}
+
+
+class _RecordedStat:
+    def __init__(self, st_mode, st_ino, st_dev, st_uid, st_size, st_blocks, st_gid=0, st_ctime=0):
+        self.st_mode, self.st_ino, self.st_dev, self.st_uid = st_mode, st_ino, st_dev, st_uid
+        self.st_size, self.st_blocks, self.st_gid, self.st_ctime = st_size, st_blocks, st_gid, st_ctime
 
 
 _DEFAULT = ProcFS()

@@ -37,12 +37,9 @@ def _read_int(fs: ProcFS, *rel) -> int:
     return int(fs.read_text(*rel).split()[0])
 
 
-def dev_shm_free(path: str = "/dev/shm"):
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
+def dev_shm_free(fs: ProcFS | None = None):
+    st = (fs or default_fs()).host_statvfs("/dev/shm")
+    return None if st is None else st.f_bavail * st.f_frsize
 
 
 def read_limits(fs: ProcFS | None = None) -> Limits:
@@ -53,6 +50,6 @@ def read_limits(fs: ProcFS | None = None) -> Limits:
         shmall=_read_int(fs, "sys", "kernel", "shmall"),
         shmmni=_read_int(fs, "sys", "kernel", "shmmni"),
         page_size=os.sysconf("SC_PAGE_SIZE"),
-        dev_shm_free=dev_shm_free(),
+        dev_shm_free=dev_shm_free(fs),
         mem_available=mem.get("MemAvailable"),
     )

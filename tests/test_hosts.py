@@ -1,0 +1,145 @@
+"""Recorded hosts replayed through the gateway: hosts we do not have (systemd with and without drop-ins,
+/proc with hidepid=2, a kernel without smaps_rollup), for segments, footprint and export.
+
+tests/data/hosts/base was recorded from this kind of machine by tests/record_host.py: a peer mapping
+a System V segment and a POSIX object, a sleeping process, an orphan segment and an orphan object.
+Each variant below changes only what differs on that kind of host.
+"""
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import REPO, run_shmkit
+from toolkit.measure.system import remove_ipc_policy, scan_footprint, scan_segments
+from toolkit.proc.fs import ProcFS
+from toolkit.proc.maps import has_smaps_rollup
+
+BASE = os.path.join(REPO, "tests", "data", "hosts", "base")
+PEER, SLEEPER = 17909, 17908  # the recorded processes
+
+# Debian's logind.conf ships every setting commented out, and no logind.conf.d
+STOCK_LOGIND = "[Login]\n#NAutoVTs=6\n#KillUserProcesses=no\n#RemoveIPC=yes\n#InhibitorsMax=8192\n"
+
+
+def _write(root, rel, text):
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _systemd(root, logind=STOCK_LOGIND):
+    os.makedirs(os.path.join(root, "run", "systemd", "system"))
+    if logind is not None:
+        _write(root, "etc/systemd/logind.conf", logind)
+
+
+def _hidepid(root):
+    """/proc mounted hidepid=2, seen by uid 1000 without capabilities: only its own process is listed."""
+    mi = os.path.join(root, "proc", "self", "mountinfo")
+    lines = open(mi).read().splitlines()
+    proc = [i for i, ln in enumerate(lines) if " /proc " in ln and " - proc " in ln]
+    assert proc, "the recorded mountinfo has a proc mount"
+    for i in proc:
+        pre, _, post = lines[i].partition(" - ")
+        fields = post.split()
+        fields[2] = fields[2] + ",hidepid=2"
+        lines[i] = pre + " - " + " ".join(fields)
+    open(mi, "w").write("\n".join(lines) + "\n")
+    for pid in (SLEEPER, "self"):
+        st = os.path.join(root, "proc", str(pid), "status")
+        text = open(st).read()
+        text = "\n".join("Uid:\t1000\t1000\t1000\t1000" if ln.startswith("Uid:") else
+                         "CapEff:\t0000000000000000" if ln.startswith("CapEff:") else ln for ln in text.splitlines())
+        open(st, "w").write(text + "\n")
+    shutil.rmtree(os.path.join(root, "proc", str(PEER)))  # root's: invisible to uid 1000 under hidepid=2
+
+
+def _old_kernel(root):
+    for pid in (PEER, SLEEPER):
+        os.unlink(os.path.join(root, "proc", str(pid), "smaps_rollup"))
+
+
+VARIANTS = {
+    "no-systemd": lambda root: None,
+    "systemd-stock": _systemd,
+    "systemd-dropin-no": lambda root: (_systemd(root), _write(root, "etc/systemd/logind.conf.d/50-ipc.conf",
+                                                              "[Login]\nRemoveIPC=no\n")),
+    "systemd-conf-no": lambda root: _systemd(root, "[Login]\nRemoveIPC=no\n"),
+    "systemd-no-etc-file": lambda root: _systemd(root, None),
+    "hidepid": _hidepid,
+    "old-kernel": _old_kernel,
+}
+
+
+@pytest.fixture
+def host(tmp_path):
+    def make(variant):
+        root = str(tmp_path / variant)
+        shutil.copytree(BASE, root)
+        VARIANTS[variant](root)
+        return root
+
+    return make
+
+
+@pytest.mark.parametrize("variant, expected", [
+    ("no-systemd", None), ("systemd-stock", True), ("systemd-dropin-no", False), ("systemd-conf-no", False),
+    ("systemd-no-etc-file", True)])
+def test_remove_ipc_policy_on_systemd_hosts(host, variant, expected):
+    root = host(variant)
+    assert remove_ipc_policy(ProcFS.at_host(root)) is expected
+    for cmd in (["segments", "--json"], ["export", "--prometheus"]):
+        r = run_shmkit(*cmd, "--root", root)
+        assert r.returncode == 0, r.stderr
+    d = json.loads(run_shmkit("segments", "--json", "--root", root).stdout)
+    assert d["remove_ipc"] == {None: None, True: "yes", False: "no"}[expected]
+    # root-owned objects are never logind's to remove; the flag is null only without systemd
+    assert all(o["remove_ipc"] is (None if expected is None else False) for o in d["sysv"] + d["posix"])
+
+
+def test_recorded_segments_and_attachers(host):
+    r = scan_segments(ProcFS.at_host(host("no-systemd")))
+    assert r.complete and r.processes == 2
+    shared = next(o for o in r.sysv if o.nattch == 1)
+    lonely = next(o for o in r.sysv if o.nattch == 0)
+    assert [a.pid for a in shared.attachers] == [PEER] and not shared.orphan and lonely.orphan
+    mapped = next(o for o in r.posix if o.attachers)
+    orphan = next(o for o in r.posix if not o.attachers)
+    assert [a.pid for a in mapped.attachers] == [PEER] and mapped.allocated_bytes == 1 << 20
+    assert orphan.orphan is True and mapped.orphan is False
+
+
+def test_hidepid_host_says_what_it_cannot_see(host):
+    root = host("hidepid")
+    fs = ProcFS.at_host(root)
+    seg = scan_segments(fs)
+    assert not seg.complete and seg.processes == 1
+    assert any("hidepid=2" in n for n in seg.notes)
+    # nobody visible maps either POSIX object: unknown, never a false ORPHAN
+    assert all(o.orphan is None for o in seg.posix)
+    # System V orphans come from the kernel's nattch: still known
+    assert [o.orphan for o in sorted(seg.sysv, key=lambda o: o.nattch)] == [True, False]
+    foot = scan_footprint(fs=fs)
+    assert [p.pid for p in foot.processes] == [SLEEPER] and not foot.complete and not foot.privileged
+    text = run_shmkit("export", "--prometheus", "--root", root).stdout
+    assert "shmkit_pss_complete 0" in text and "shmkit_pss_bytes{" not in text  # no partial sum passed off as total
+    assert 'shmkit_orphan_unknown_objects{kind="posix"} 2' in text and 'shmkit_orphan_objects{kind="posix"} 0' in text
+    out = run_shmkit("footprint", "--root", root).stdout
+    assert "hidepid=2" in out
+
+
+def test_old_kernel_without_smaps_rollup(host):
+    old, new = ProcFS.at_host(host("old-kernel")), ProcFS.at_host(host("no-systemd"))
+    assert not has_smaps_rollup(PEER, old) and has_smaps_rollup(PEER, new)
+    a = {p.pid: p for p in scan_footprint(fs=old).processes}
+    b = {p.pid: p for p in scan_footprint(fs=new).processes}
+    assert set(a) == set(b) == {PEER, SLEEPER}
+    for pid in a:
+        assert a[pid].rss == b[pid].rss and a[pid].uss == b[pid].uss
+        # summed smaps round each mapping's Pss down to a kB; the rollup sums before rounding
+        assert 0 <= b[pid].pss - a[pid].pss <= 1024 * len(open(os.path.join(BASE, "proc", str(pid), "maps")).readlines())
+    r = run_shmkit("footprint", "--json", "--root", old.host_root)
+    assert r.returncode == 0 and json.loads(r.stdout)["complete"] is True
