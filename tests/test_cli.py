@@ -40,7 +40,7 @@ def test_compare_table():
 @pytest.mark.parametrize("args,needle", [
     (["--size", "0"], "--size must be positive"),
     (["--size", "12Q"], "cannot read size"),
-    (["--peers", "0"], "--peers must be at least 2"),
+    (["--peers", "0"], "'--peers': must be at least 2"),
     (["--library", "/etc/hostname"], "not an ELF file"),
     (["--library", "no-such-lib-xyz"], "no shared library named"),
     (["--library", "/usr/lib/x86_64-linux-gnu/libc.so"], "not an ELF file"),

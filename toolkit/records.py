@@ -462,8 +462,8 @@ class Segment(NamedTuple):
     align: int
     sections: tuple = ()
     sharing: str = ""
-    relocations: int = 0  # dynamic relocations that land in it (LOAD only)
-    reloc_pages: int = 0  # distinct pages those relocations dirty
+    relocations: Optional[int] = 0  # dynamic relocations that land in it (LOAD only); None: unknown (truncated)
+    reloc_pages: Optional[int] = 0  # distinct pages those relocations dirty
 
 
 class ElfInfo(NamedTuple):
@@ -473,17 +473,18 @@ class ElfInfo(NamedTuple):
     machine: str
     type: str  # 'EXEC', 'DYN', 'REL', 'CORE'
     type_description: str
-    pie: bool
+    pie: Optional[bool]
     entry: int
     phoff: int
     segments: tuple
-    textrel: bool
-    relro: str  # 'none', 'partial', 'full'
-    bind_now: bool
-    pic: bool
+    textrel: Optional[bool]  # None: unknown (the dynamic section lies past the end of a truncated file)
+    relro: Optional[str]  # 'none', 'partial', 'full'; None: unknown
+    bind_now: Optional[bool]
+    pic: Optional[bool]
     layout: str
     interpreter: Optional[str] = None
     notes: tuple = ()
+    truncated: Optional[str] = None  # "LOAD 03 ends at 0x1b4000, the file has 3000 bytes"
 
     def loads(self):
         return [s for s in self.segments if s.type == "LOAD"]

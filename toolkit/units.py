@@ -30,6 +30,12 @@ def human_bytes(n) -> str:
     return f"{n} B"
 
 
+def size_words(n) -> str:
+    """A size for a message: exact bytes, and human units beside them ("12884901888 bytes (12.0 GiB)")."""
+    n = int(n)
+    return f"{n} bytes" + (f" ({human_bytes(n)})" if n >= 1024 else "")
+
+
 def human_seconds(s) -> str:
     if s is None:
         return "-"

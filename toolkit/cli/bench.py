@@ -2,7 +2,7 @@ import json
 
 import click
 
-from toolkit.cli.common import ProgressReporter, console, library_errors
+from toolkit.cli.common import ProgressReporter, at_least, console, library_errors
 
 
 def _sizes(ctx, param, value):
@@ -12,21 +12,62 @@ def _sizes(ctx, param, value):
     if value is None:
         return None
     try:
-        return [parse_size(v) for v in value.split(",") if v.strip()]
+        sizes = [parse_size(v) for v in value.split(",") if v.strip()]
     except ShmkitError as err:
         raise click.BadParameter(str(err)) from err
+    if not sizes:
+        raise click.BadParameter("give at least one size, for example 4K,1M")
+    return sizes
+
+
+def _mechanisms(ctx, param, value):
+    from toolkit.measure.bench import ALL
+
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    unknown = [m for m in names if m not in ALL]
+    if not names or unknown:
+        raise click.BadParameter((f"unknown mechanism(s) {', '.join(unknown)}; " if unknown else "none given; ")
+                                 + f"choose from {', '.join(ALL)}")
+    return names
+
+
+def _cpu(ctx, param, value):
+    import os
+
+    if value is None:
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if value not in allowed:
+        raise click.BadParameter(f"CPU {value} is not one this process may run on ({', '.join(map(str, allowed))})")
+    return value
+
+
+PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
+def _plot_path(ctx, param, value):
+    import os
+
+    if value is None:
+        return None
+    ext = os.path.splitext(value)[1].lstrip(".").lower()
+    if ext not in PLOT_FORMATS:
+        raise click.BadParameter(f"{value!r}: give a file ending in .{', .'.join(PLOT_FORMATS[:4])} (matplotlib's formats)")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(value))):
+        raise click.BadParameter(f"{value!r}: its folder does not exist")
+    return value
 
 
 @click.command()
 @click.option("--sizes", callback=_sizes, default="4K,64K,1M,16M,256M", show_default=True, help="Comma-separated sizes (K, M, G or bytes).")
-@click.option("--mechanisms", "mechs", default="sysv,posix,memfd,anon,dso", show_default=True, help="Comma-separated: sysv, posix, memfd, anon, dso.")
-@click.option("--repeat", type=int, default=None, help="Force N measured runs per size (default: calibrated, more for small sizes).")
-@click.option("--pin", type=int, default=None, metavar="CPU", help="Run on this CPU only (peers too).")
+@click.option("--mechanisms", "mechs", callback=_mechanisms, default="sysv,posix,memfd,anon,dso", show_default=True, help="Comma-separated: sysv, posix, memfd, anon, dso.")
+@click.option("--repeat", type=int, callback=at_least(1), default=None, help="Force N measured runs per size (default: calibrated, more for small sizes).")
+@click.option("--pin", type=int, callback=_cpu, default=None, metavar="CPU", help="Run on this CPU only (peers too).")
 @click.option("--hugepages", is_flag=True, help="Use huge pages (SHM_HUGETLB, MFD_HUGETLB, MAP_HUGETLB).")
 @click.option("--library", default=None, metavar="PATH", help="Library for the dso rows (default: one a fresh Python has not loaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Also write every row to this CSV file.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Also plot time against size to this PNG (needs matplotlib).")
+@click.option("--plot", "plot_path", callback=_plot_path, type=click.Path(dir_okay=False), default=None, help="Also plot time against size to this file: .png, .svg, .pdf (needs matplotlib).")
 @library_errors
 def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot_path):
     """Setup cost of every mechanism across sizes: create, attach, first touch, detach, destroy."""
@@ -38,14 +79,17 @@ def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot
             import matplotlib  # noqa: F401
         except ImportError:
             raise click.ClickException("--plot needs matplotlib: pip install 'shmkit[plot]'") from None
-    names = [m.strip() for m in mechs.split(",") if m.strip()]
     with ProgressReporter() as progress:
-        result = run_bench(sizes, names, repeat, pin, hugepages, library, progress)
-    if csv_path:
-        report.write_csv(result, csv_path)
-    if plot_path:
-        report.plot(result, plot_path)
+        result = run_bench(sizes, mechs, repeat, pin, hugepages, library, progress)
+    # the results first: a file that cannot be written must not lose a measurement that took minutes
     if as_json:
         click.echo(json.dumps(report.to_json(result), indent=2))
     else:
         report.render(result, console())
+    if csv_path:
+        report.write_csv(result, csv_path)
+    if plot_path:
+        try:
+            report.plot(result, plot_path)
+        except (OSError, ValueError) as err:
+            raise click.ClickException(f"could not write the plot {plot_path}: {err}") from err

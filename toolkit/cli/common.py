@@ -23,6 +23,17 @@ class SizeType(click.ParamType):
 SIZE = SizeType()
 
 
+def at_least(n: int, why: str = ""):
+    """An option callback: a whole number of at least n, else a usage error (exit 2) saying why."""
+
+    def check(ctx, param, value):
+        if value is not None and value < n:
+            raise click.BadParameter(f"must be at least {n}{': ' + why if why else ''} (got {value})")
+        return value
+
+    return check
+
+
 def library_errors(fn):
     """Turn the library's errors into one line and exit status 1, at the CLI edge only."""
 
@@ -32,6 +43,8 @@ def library_errors(fn):
             return fn(*args, **kwargs)
         except ShmkitError as err:
             raise click.ClickException(str(err)) from err
+        except BrokenPipeError:
+            raise  # our reader went away: main() ends quietly
         except OSError as err:
             raise click.ClickException(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")) from err
 
@@ -41,7 +54,11 @@ def library_errors(fn):
 def console(stderr=False):
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError  # rich would exit 1; main() ends quietly with 0
+
+    return _Console(stderr=stderr)
 
 
 class ProgressReporter:
@@ -63,7 +80,13 @@ class ProgressReporter:
         self.last_what = None
         self.bar = None
         if not quiet and sys.stderr.isatty():
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console(stderr=True), transient=True)

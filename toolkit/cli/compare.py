@@ -2,14 +2,14 @@ import json
 
 import click
 
-from toolkit.cli.common import SIZE, ProgressReporter, console, library_errors
+from toolkit.cli.common import SIZE, ProgressReporter, at_least, console, library_errors
 
 
 @click.command()
 @click.option("--size", type=SIZE, default="64M", show_default=True, help="Size of the System V and POSIX regions (K, M, G or bytes).")
-@click.option("--peers", type=int, default=4, show_default=True, help="Number of peer processes (at least 2).")
+@click.option("--peers", type=int, callback=at_least(2, "one peer writes, another reads"), default=4, show_default=True, help="Number of peer processes (at least 2).")
 @click.option("--library", metavar="PATH", default=None, help="Shared library for the implicit columns (default: this process's libc).")
-@click.option("--repeat", type=int, default=5, show_default=True, help="Repetitions of each setup phase (median reported).")
+@click.option("--repeat", type=int, callback=at_least(1), default=5, show_default=True, help="Repetitions of each setup phase (median reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @library_errors
 def compare(size, peers, library, repeat, as_json):
@@ -17,8 +17,6 @@ def compare(size, peers, library, repeat, as_json):
     from toolkit.measure.compare import run_compare
     from toolkit.report import compare as report
 
-    if repeat < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--repeat")
     with ProgressReporter() as progress:
         result = run_compare(size, peers, library, repeat, progress=progress)
     if as_json:

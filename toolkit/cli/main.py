@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 
@@ -43,11 +44,33 @@ def cli():
     """See and measure shared memory: System V, POSIX, and a shared library's pages."""
 
 
+def _quiet_on_closed_pipe():
+    """Our reader went away (`shmkit ... | head -1`): stop quietly with status 0, as well-behaved tools
+    do. stdout is pointed at /dev/null first, so that Python's flush at exit cannot fail again
+    (the Python docs, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
 def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = cli.main(args=argv, prog_name="shmkit", standalone_mode=False)
+        if not args:  # a newcomer's first command: the normal help, not an error
+            with click.Context(cli, info_name="shmkit") as ctx:
+                click.echo(cli.get_help(ctx))
+            sys.stdout.flush()
+            sys.exit(0)
+        code = cli.main(args=args, prog_name="shmkit", standalone_mode=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_on_closed_pipe()
+    except SystemExit as err:
+        if isinstance(err.__context__, BrokenPipeError):  # click turns EPIPE into exit 1
+            _quiet_on_closed_pipe()
+        raise
     except click.UsageError as err:
         # one line, as for every other bad input (click would add the usage and a hint)
         where = f"{err.ctx.command_path}: " if err.ctx is not None else ""

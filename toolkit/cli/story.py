@@ -3,7 +3,7 @@ import sys
 
 import click
 
-from toolkit.cli.common import library_errors
+from toolkit.cli.common import at_least, library_errors
 
 NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic")
 
@@ -11,15 +11,18 @@ NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic"
 @click.command()
 @click.argument("name", type=click.Choice(NAMES))
 @click.option("--library", default=None, metavar="PATH", help="Library for protection, globals and pic (default: libc).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the steps, evidence and verdict as JSON.")
 @library_errors
 def demo(name, library, as_json):
     """Run a paired demo: lifetime, permissions, namespaces, protection, globals or pic."""
     from toolkit.measure.stories import STORIES
     from toolkit.report import story as report
 
+    takes_library = ("protection", "globals", "pic")
+    if library is not None and name not in takes_library:
+        raise click.UsageError(f"--library applies to {', '.join(takes_library)}, not to {name}")
     fn = STORIES[name]
-    story = fn(library) if name in ("protection", "globals", "pic") else fn()
+    story = fn(library) if name in takes_library else fn()
     if as_json:
         click.echo(json.dumps(report.to_json(story), indent=2))
     else:
@@ -28,8 +31,8 @@ def demo(name, library, as_json):
 
 @click.command()
 @click.option("--library", default=None, metavar="PATH", help="The library to explain (default: libc).")
-@click.option("--peers", type=int, default=4, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--peers", type=int, callback=at_least(2, "one writes, another reads"), default=4, show_default=True, help="Processes that load the library (at least 2).")
+@click.option("--json", "as_json", is_flag=True, help="Print the steps, evidence and verdict as JSON.")
 @click.option("--markdown", "markdown", type=click.Path(dir_okay=False), default=None, help="Also write a hand-out with this run's numbers.")
 @library_errors
 def explain(library, peers, as_json, markdown):
@@ -37,8 +40,6 @@ def explain(library, peers, as_json, markdown):
     from toolkit.measure.explain import explain as run
     from toolkit.report import story as report
 
-    if peers < 2:
-        raise click.BadParameter("needs at least 2 peers", param_hint="--peers")
     story = run(library, peers)
     if markdown:
         with open(markdown, "w") as f:

@@ -38,8 +38,10 @@ def segments(as_json, root):
 @click.option("--all", "all_", is_flag=True, help="Every process (the default when no PID is given).")
 @click.option("--user", default=None, help="Only processes of this user (name or uid).")
 @click.option("--match", default=None, metavar="PATTERN", help="Only processes whose command line matches this regular expression.")
-@click.option("--by", type=click.Choice(["process", "user", "kind", "library"]), default="process", show_default=True)
-@click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True)
+@click.option("--by", type=click.Choice(["process", "user", "kind", "library"]), default="process", show_default=True,
+              help="One row per process, per user, per kind of memory (System V, POSIX, library text, ...) or per library.")
+@click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True,
+              help="Order of the process rows (largest first for sizes).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @ROOT
 @library_errors

@@ -5,6 +5,7 @@ import array
 import bisect
 import mmap
 import os
+import stat
 import struct
 import sys
 
@@ -38,11 +39,18 @@ def _flags(p_flags: int) -> str:
     return ("R" if p_flags & PF_R else " ") + ("W" if p_flags & PF_W else " ") + ("E" if p_flags & PF_X else " ")
 
 
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
 def open_elf_bytes(path: str):
-    """Open and check the magic; errors become the library's, one line each."""
+    """Open and check the magic; errors become the library's, one line each. Anything but a regular
+    file is refused before it is opened: opening a FIFO for reading blocks until a writer comes."""
     try:
-        if os.path.isdir(path):
-            raise NotELF(f"{path}: is a directory")
+        mode = os.stat(path).st_mode
+        what = next((name for test, name in _NOT_REGULAR if test(mode)), None)
+        if what is not None:
+            raise NotELF(f"{path}: is {what}, not a regular file: not read")
         f = open(path, "rb")
     except FileNotFoundError as err:
         raise NotFound(f"{path}: no such file") from err
@@ -66,9 +74,9 @@ def read_elf(path: str) -> ElfInfo:
         size = os.fstat(f.fileno()).st_size
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             return _read(path, m, size)
-    except (NotELF, NotFound, AccessDenied):
-        raise
-    except Exception as err:  # hostile input can break any parser; the file is the problem, say so
+    except (struct.error, IndexError, ValueError, OverflowError) as err:
+        # what hostile offsets and counts can do to the unpacking; anything else is a bug of ours and
+        # escapes (so that the fuzz test can find it)
         raise NotELF(f"{path}: malformed ELF: {type(err).__name__}: {err}") from err
     finally:
         f.close()
@@ -87,7 +95,11 @@ def _names():
     global _NAMES
     if _NAMES is None:
         from elftools.elf import enums
-        from elftools.elf.descriptions import describe_e_machine, describe_e_type, describe_p_type
+        from elftools.elf.descriptions import (
+            describe_e_machine,
+            describe_e_type,
+            describe_p_type,
+        )
 
         rev = lambda d: {v: k for k, v in d.items() if not k.startswith("_")}  # noqa: E731
         ptypes = {None: rev(enums.ENUM_P_TYPE_BASE)}
@@ -162,30 +174,35 @@ def _read(path, m, size) -> ElfInfo:
 
     mach_name = machines.get(e_machine, e_machine)
     ptype_names = ptypes.get(mach_name, ptypes[None])
-    dyn = _dynamic(m, size, phdrs, cls, little)
+    truncated = _truncation(phdrs, size, ptype_names, describe_p_type)
+    # the verdicts below come from the dynamic section: past the end of the file they are unknown
+    dyn_known = all(p[2] + p[5] <= size for p in phdrs if p[0] == PT_DYNAMIC)
+    dyn = _dynamic(m, size, phdrs, cls, little) if dyn_known else {}
     flags = dyn.get(DT_FLAGS, 0)
     flags_1 = dyn.get(DT_FLAGS_1, 0)
-    textrel = DT_TEXTREL in dyn or bool(flags & DF_TEXTREL)
-    bind_now = DT_BIND_NOW in dyn or bool(flags & DF_BIND_NOW) or bool(flags_1 & DF_1_NOW)
+    textrel = (DT_TEXTREL in dyn or bool(flags & DF_TEXTREL)) if dyn_known else None
+    bind_now = (DT_BIND_NOW in dyn or bool(flags & DF_BIND_NOW) or bool(flags_1 & DF_1_NOW)) if dyn_known else None
     has_relro = any(p[0] == PT_GNU_RELRO for p in phdrs)
-    relro = "none" if not has_relro else ("full" if bind_now else "partial")
+    relro = "none" if not has_relro else (None if bind_now is None else "full" if bind_now else "partial")
     type_name = etypes.get(e_type, e_type)
     type_short = type_name[3:] if isinstance(type_name, str) and type_name.startswith("ET_") else str(e_type)
-    pie = type_short == "DYN" and bool(flags_1 & DF_1_PIE)
-    relocs = sorted(_reloc_offsets(m, size, dyn, phdrs, cls, little))
+    pie = (type_short == "DYN" and bool(flags_1 & DF_1_PIE)) if dyn_known or type_short != "DYN" else None
+    pic = (type_short == "DYN" and not textrel) if textrel is not None or type_short != "DYN" else None
+    # relocation pages of a truncated file: its tables may lie past the end, so unknown
+    relocs = sorted(_reloc_offsets(m, size, dyn, phdrs, cls, little)) if not truncated else None
 
     relro_ranges = [(p[3], p[3] + p[6]) for p in phdrs if p[0] == PT_GNU_RELRO]
     segs = []
     for i, (p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align) in enumerate(phdrs):
         kind = _ptype_name(ptype_names.get(p_type, p_type), describe_p_type)
-        n_rel = n_pages = 0
+        n_rel = n_pages = 0 if relocs is not None else None
         if p_type == PT_LOAD and relocs:
             n_rel, n_pages = _count_in(relocs, p_vaddr, p_vaddr + p_memsz)
         segs.append(Segment(
             index=i, type=kind, offset=p_offset, vaddr=p_vaddr, paddr=p_paddr, filesz=p_filesz, memsz=p_memsz,
             flags=_flags(p_flags).rstrip(), align=p_align,
             sections=tuple(sec[0] for sec in sections if _in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz, sec)),
-            sharing=describe_sharing(kind, p_flags, p_vaddr, p_filesz, p_memsz, relro_ranges, textrel),
+            sharing=describe_sharing(kind, p_flags, p_vaddr, p_filesz, p_memsz, relro_ranges, bool(textrel)),
             relocations=n_rel, reloc_pages=n_pages,
         ))
     interp = None
@@ -199,9 +216,20 @@ def _read(path, m, size) -> ElfInfo:
         type_description=("DYN (Position-Independent Executable file)" if pie
                           else describe_e_type(type_name) if isinstance(type_name, str) else f"<unknown>: {e_type:x}"),
         pie=pie, entry=e_entry, phoff=e_phoff, segments=tuple(segs), textrel=textrel,
-        relro=relro, bind_now=bind_now, pic=type_short == "DYN" and not textrel, layout=describe_layout(segs),
-        interpreter=interp, notes=tuple(notes),
+        relro=relro, bind_now=bind_now, pic=pic, layout=describe_layout(segs),
+        interpreter=interp, notes=tuple(notes), truncated=truncated,
     )
+
+
+def _truncation(phdrs, size, ptype_names, describe_p_type):
+    """'LOAD 03 ends at 0x1b4000, the file has 3000 bytes' for the first segment whose file bytes lie
+    past the end of the file, or None."""
+    past = [(p[0] != PT_LOAD, i, p) for i, p in enumerate(phdrs) if p[5] and p[2] + p[5] > size]
+    if not past:
+        return None
+    _, i, p = min(past)  # a LOAD first: that is what the loader would map
+    kind = _ptype_name(ptype_names.get(p[0], p[0]), describe_p_type)
+    return f"{kind} {i:02d} ends at {p[2] + p[5]:#x}, the file has {size} bytes"
 
 
 def _count_in(sorted_offsets, lo, hi):

@@ -12,6 +12,7 @@ from toolkit.measure.sandbox import run_isolated
 from toolkit.measure.setup import Samples, owner_phases, second_phases
 from toolkit.proc.system import read_limits, read_meminfo
 from toolkit.records import PHASES_NOTE, BenchResult, BenchRow, Phase
+from toolkit.units import size_words
 
 DEFAULT_SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20)
 EXPLICIT = ("sysv", "posix", "memfd", "anon")
@@ -46,9 +47,9 @@ def check_sizes(sizes, mechs, huge: bool, limits=None) -> None:
                                 "reserve some with: sysctl vm.nr_hugepages=N")
         for size in sizes:
             if size % hp:
-                raise BadInput(f"--hugepages: size {size} is not a multiple of the huge page size ({hp} bytes)")
+                raise BadInput(f"--hugepages: size {size_words(size)} is not a multiple of the huge page size ({size_words(hp)})")
             if size > free * hp:
-                raise LimitExceeded(f"--hugepages: {size} bytes need {size // hp} huge pages, {free} are free")
+                raise LimitExceeded(f"--hugepages: {size_words(size)} need {size // hp} huge pages, {free} are free")
         if "posix" in mechs:
             raise BadInput("--hugepages: POSIX objects live on tmpfs (/dev/shm), which has no hugetlb pages; "
                            "leave posix out with --mechanisms")
@@ -57,7 +58,7 @@ def check_sizes(sizes, mechs, huge: bool, limits=None) -> None:
             if name in EXPLICIT:
                 mechanisms.get(name).check_size(size, limits)
         if limits.mem_available is not None and size > limits.mem_available:
-            raise LimitExceeded(f"{size} bytes do not fit in available memory ({limits.mem_available} bytes MemAvailable)")
+            raise LimitExceeded(f"{size_words(size)} do not fit in available memory ({size_words(limits.mem_available)} MemAvailable)")
 
 
 def machine_info(pin, huge, touch) -> dict:

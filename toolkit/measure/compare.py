@@ -17,6 +17,7 @@ from toolkit.proc.maps import read_maps
 from toolkit.proc.pagemap import PAGE_SIZE, kpagecount_readable, probe_pfns_visible
 from toolkit.proc.system import read_limits, read_meminfo
 from toolkit.records import PHASES_NOTE, Comparison, MechanismResult, Visibility
+from toolkit.units import size_words
 
 TITLES = {"sysv": "System V", "posix": "POSIX", "dso_text": "library text", "dso_data": "library data"}
 
@@ -31,7 +32,7 @@ def check_request(size: int, peers: int, limits=None):
         mechanisms.get(name).check_size(size, limits)
     if limits.mem_available is not None and 2 * size > limits.mem_available:
         raise LimitExceeded(
-            f"two regions of {size} bytes do not fit in available memory ({limits.mem_available} bytes MemAvailable)")
+            f"two regions of {size_words(size)} do not fit in available memory ({size_words(limits.mem_available)} MemAvailable)")
     return limits
 
 

@@ -5,7 +5,14 @@ import os
 import statistics
 
 from toolkit.elf.headers import ElfInfo, read_elf
-from toolkit.errors import NotFound, ShmkitError
+from toolkit.errors import (
+    KernelThread,
+    NoSuchProcess,
+    NotFound,
+    ShmkitError,
+    ZombieProcess,
+)
+from toolkit.proc.fs import default_fs
 from toolkit.proc.maps import read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecount, read_pagemap
 from toolkit.records import JoinedMapping, ObjectJoin
@@ -83,6 +90,15 @@ def loaded_objects(smaps) -> list:
 def join_pid(pid: int, library: str | None = None, privileged: bool = False) -> list:
     """Every loaded object of pid (or those whose path or name matches library), joined."""
     smaps = read_smaps(pid)
+    if not smaps:  # no address space: say which kind of process this is rather than print nothing
+        fs = default_fs()
+        state = fs.task_state(pid)
+        if state == "zombie":
+            raise ZombieProcess(pid)
+        if state == "kernel thread":
+            raise KernelThread(pid)
+        if state is None:
+            raise NoSuchProcess(pid)
     objects = loaded_objects(smaps)
     if library:
         real = os.path.realpath(library) if os.path.sep in library else None

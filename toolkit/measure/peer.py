@@ -15,7 +15,6 @@ import time
 
 from toolkit.errors import PeerFailed, ShmkitError
 
-
 # A peer that gives no sign of life for this long is stuck (SIGSTOP, a debugger, a hung fault): a
 # start-up under load takes well under a second; work on a region gets a second more per 64 MiB,
 # twenty times slower than a busy machine touches memory.

@@ -1,7 +1,6 @@
 """Position independence, shown: N peers load one library at N addresses, same distances inside."""
 from __future__ import annotations
 
-
 from toolkit import mechanisms
 from toolkit.measure.peer import PeerGroup
 from toolkit.records import PeerLayout, PicResult

@@ -11,6 +11,7 @@ import time
 from toolkit import mechanisms, vm
 from toolkit.records import PHASES, SECOND_PHASES, Phase, SetupCost
 
+
 class Samples:
     """Seconds and minor faults per phase; `record` False during warm-up."""
 

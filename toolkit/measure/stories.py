@@ -16,7 +16,6 @@ from toolkit.proc.system import read_sysvipc_shm
 from toolkit.records import Step, Story
 
 
-
 def _verdict(steps, good: str, bad: str) -> str:
     shown = [s for s in steps if s.holds is not None]
     if not shown:

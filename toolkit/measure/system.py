@@ -9,15 +9,28 @@ import os
 import stat
 from typing import Optional
 
-from toolkit.errors import AccessDenied, KernelThread, NoSuchProcess, NotFound, ZombieProcess
+from toolkit.errors import (
+    AccessDenied,
+    KernelThread,
+    NoSuchProcess,
+    NotFound,
+    ZombieProcess,
+)
 from toolkit.proc.access import hides_others, read_access, why_denied
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, read_rollup, read_smaps, rollup_from_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
 from toolkit.proc.process import list_pids, read_identity
 from toolkit.proc.system import read_sysvipc_shm
+from toolkit.records import (
+    Attacher,
+    FootprintReport,
+    LibraryUse,
+    ProcessMemory,
+    SegmentsReport,
+    SharedObject,
+)
 from toolkit.units import mode_string, owner_name
-from toolkit.records import Attacher, FootprintReport, LibraryUse, ProcessMemory, SegmentsReport, SharedObject
 
 DEV_SHM = "/dev/shm"
 SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose IPC logind may remove

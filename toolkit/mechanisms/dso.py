@@ -10,7 +10,13 @@ import ctypes.util
 import os
 
 from toolkit.errors import AccessDenied, NotELF, NotFound
-from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name
+from toolkit.mechanisms.base import (
+    Attachment,
+    Handle,
+    Mechanism,
+    mode_string,
+    owner_name,
+)
 from toolkit.proc.maps import read_maps
 
 _ELF_MAGIC = b"\x7fELF"

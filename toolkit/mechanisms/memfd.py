@@ -5,7 +5,15 @@ import os
 
 from toolkit import vm
 from toolkit.errors import LimitExceeded
-from toolkit.mechanisms.base import Attachment, FdBacked, Handle, Mechanism, owner_name, page_round
+from toolkit.mechanisms.base import (
+    Attachment,
+    FdBacked,
+    Handle,
+    Mechanism,
+    owner_name,
+    page_round,
+)
+from toolkit.units import size_words
 
 MAP_HUGETLB = 0x40000
 
@@ -32,7 +40,7 @@ class Memfd(FdBacked):
             os.ftruncate(fd, handle.size)
         except OSError as err:
             os.close(fd)
-            raise LimitExceeded(f"memfd of {handle.size} bytes refused: {err.strerror}") from err
+            raise LimitExceeded(f"memfd of {size_words(handle.size)} refused: {err.strerror}") from err
         self._hold(handle, fd)
         return handle
 
@@ -68,7 +76,7 @@ class AnonShared(Mechanism):
         try:
             addr = vm.mmap(length, vm.PROT_READ | vm.PROT_WRITE, flags)
         except OSError as err:
-            raise LimitExceeded(f"anonymous shared mapping of {handle.size} bytes refused: {err.strerror}") from err
+            raise LimitExceeded(f"anonymous shared mapping of {size_words(handle.size)} refused: {err.strerror}") from err
         return Attachment(handle, addr, length)
 
     def _detach(self, att: Attachment) -> None:

@@ -9,6 +9,7 @@ import posix_ipc
 
 from toolkit.errors import AccessDenied, BadInput, LimitExceeded, NotFound
 from toolkit.mechanisms.base import FdBacked, Handle, mode_string, owner_name  # noqa: F401
+from toolkit.units import size_words
 
 DEV_SHM = "/dev/shm"
 PREFIX = "shmkit-"
@@ -31,7 +32,7 @@ class Posix(FdBacked):
 
     def check_size(self, size: int, limits) -> None:
         if limits.dev_shm_free is not None and size > limits.dev_shm_free:
-            raise LimitExceeded(f"a POSIX object of {size} bytes does not fit: {limits.dev_shm_free} bytes free on {DEV_SHM}")
+            raise LimitExceeded(f"a POSIX object of {size_words(size)} does not fit: {size_words(limits.dev_shm_free)} free on {DEV_SHM}")
 
     def create(self, handle: Handle, mode: int = 0o600) -> Handle:
         """shm_open(O_CREAT|O_EXCL) + ftruncate; the descriptor stays open on the handle."""

@@ -11,10 +11,17 @@ import subprocess
 import sysv_ipc
 
 from toolkit import vm
-
 from toolkit.errors import AccessDenied, LimitExceeded, NotFound
-from toolkit.mechanisms.base import Attachment, Handle, Mechanism, mode_string, owner_name, page_round
+from toolkit.mechanisms.base import (
+    Attachment,
+    Handle,
+    Mechanism,
+    mode_string,
+    owner_name,
+    page_round,
+)
 from toolkit.proc.system import read_limits, read_sysvipc_shm
+from toolkit.units import size_words
 
 IPC_CREAT, IPC_EXCL, SHM_HUGETLB = 0o1000, 0o2000, 0o4000
 
@@ -52,11 +59,11 @@ class SysV(Mechanism):
 
     def check_size(self, size: int, limits) -> None:
         if size > limits.shmmax:
-            raise LimitExceeded(f"a System V segment of {size} bytes is past shmmax ({limits.shmmax} bytes)")
+            raise LimitExceeded(f"a System V segment of {size_words(size)} is past shmmax ({size_words(limits.shmmax)})")
         used = sum(-(-s.size // limits.page_size) for s in read_sysvipc_shm())
         if -(-size // limits.page_size) + used > limits.shmall:
             raise LimitExceeded(
-                f"a System V segment of {size} bytes is past shmall ({limits.shmall} pages, {used} in use)")
+                f"a System V segment of {size_words(size)} is past shmall ({limits.shmall} pages, {used} in use)")
 
     def create(self, handle: Handle, mode: int = 0o600, flags: int = 0) -> Handle:
         # shmget directly: sysv_ipc.SharedMemory(IPC_CREX) also attaches and memsets every byte,
@@ -71,8 +78,8 @@ class SysV(Mechanism):
             if e in (errno.EINVAL, errno.ENOSPC, errno.ENOMEM):
                 lim = read_limits()
                 raise LimitExceeded(
-                    f"System V segment of {handle.size} bytes refused ({os.strerror(e)}): "
-                    f"shmmax={lim.shmmax} bytes, shmall={lim.shmall} pages, shmmni={lim.shmmni}"
+                    f"System V segment of {size_words(handle.size)} refused ({os.strerror(e)}): "
+                    f"shmmax={size_words(lim.shmmax)}, shmall={lim.shmall} pages, shmmni={lim.shmmni}"
                 )
             if e == errno.EPERM:
                 raise AccessDenied("shmget", f"shmget refused: {os.strerror(e)}")

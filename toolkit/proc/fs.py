@@ -10,7 +10,13 @@ from __future__ import annotations
 import errno
 import os
 
-from toolkit.errors import AccessDenied, KernelThread, NoSuchProcess, NotFound, ZombieProcess
+from toolkit.errors import (
+    AccessDenied,
+    KernelThread,
+    NoSuchProcess,
+    NotFound,
+    ZombieProcess,
+)
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
 

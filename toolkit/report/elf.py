@@ -1,7 +1,6 @@
 """Render ELF views: readelf -lW's columns, the sharing fate of each LOAD, the live join."""
 from __future__ import annotations
 
-
 from toolkit.units import human_bytes
 
 
@@ -17,14 +16,20 @@ def elf_to_json(info) -> dict:
             "sections": list(s.sections), "relocations": s.relocations, "reloc_pages": s.reloc_pages,
         } for s in info.segments],
         "private_estimate_bytes": private_estimate(info),
+        "truncated": info.truncated,
         "notes": list(info.notes),
     }
     return d
 
 
-def private_estimate(info, page=4096) -> int:
-    """Bytes each process pays privately for this object: pages its relocations dirty (a floor)."""
-    return sum(s.reloc_pages for s in info.loads()) * page
+def private_estimate(info, page=4096):
+    """Bytes each process pays privately for this object: pages its relocations dirty (a floor);
+    None where the relocations could not be read (a truncated file)."""
+    pages = [s.reloc_pages for s in info.loads()]
+    return None if None in pages else sum(pages) * page
+
+
+UNKNOWN = "unknown: the dynamic section lies past the end of the (truncated) file"
 
 
 def _fmt_row(s, is64):
@@ -63,12 +68,18 @@ def render_elf(info, out) -> None:
         if s.type == "GNU_RELRO":
             w(f"  {s.index:02d} GNU_RELRO {human_bytes(s.memsz):>9}: {s.sharing}\n")
     w("Hazards:\n")
-    w(f"  text relocations: {'YES: code pages are written at load and not shared' if info.textrel else 'none'}\n")
-    w(f"  position independent: {'yes' if info.pic else 'NO: ' + ('an executable at a fixed address' if info.type == 'EXEC' else 'text relocations')}\n")
-    w(f"  RELRO: {info.relro}" + {"full": " (BIND_NOW: the GOT is read-only after start-up)",
-                                   "partial": " (lazy binding: .got.plt stays writable)",
-                                   "none": " (no GNU_RELRO: relocated data stays writable)"}[info.relro] + "\n")
-    w(f"  private memory per process from relocations: at least {human_bytes(private_estimate(info))}\n")
+    w("  text relocations: " + (UNKNOWN if info.textrel is None else 'YES: code pages are written at load and not shared'
+                                if info.textrel else 'none') + "\n")
+    w("  position independent: " + (UNKNOWN if info.pic is None else 'yes' if info.pic else 'NO: ' + (
+        'an executable at a fixed address' if info.type == 'EXEC' else 'text relocations')) + "\n")
+    w("  RELRO: " + (UNKNOWN if info.relro is None else info.relro + {
+        "full": " (BIND_NOW: the GOT is read-only after start-up)",
+        "partial": " (lazy binding: .got.plt stays writable)",
+        "none": " (no GNU_RELRO: relocated data stays writable)"}[info.relro]) + "\n")
+    est = private_estimate(info)
+    w("  private memory per process from relocations: "
+      + ("unknown (the relocation tables may lie past the end of the file)" if est is None
+         else f"at least {human_bytes(est)}") + "\n")
     for n in info.notes:
         w(f"  note: {n}\n")
     w("\n")
