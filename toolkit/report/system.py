@@ -2,21 +2,36 @@
 from __future__ import annotations
 
 from toolkit.records import to_dict
+from toolkit.report.view import Column, View, escape, raw_hex, render
 from toolkit.units import human_bytes
+
+
+class _LazyText:
+    def __call__(self, *a, **k):
+        from rich.text import Text as T
+
+        return T(*a, **k)
+
+
+Text = _LazyText()  # rich only when a table is drawn
 
 
 def _att(obj):
     return [{"pid": a.pid, "command": a.command} for a in obj.attachers]
 
 
-def segments_to_json(r) -> dict:
-    def one(o):
-        d = to_dict(o)
-        d["attachers"] = _att(o)
-        return d
+def _object_json(o) -> dict:
+    d = to_dict(o)
+    d["attachers"] = _att(o)
+    # names can hold any byte: valid UTF-8 with escapes for strict parsers, and the exact bytes beside it
+    d["name"] = escape(o.name)
+    d["name_hex"] = raw_hex(o.name)
+    return d
 
-    return {"sysv": [one(o) for o in r.sysv], "posix": [one(o) for o in r.posix],
-            "memfd": [one(o) for o in r.memfd], "deleted": [one(o) for o in r.deleted],
+
+def segments_to_json(r) -> dict:
+    return {"sysv": [_object_json(o) for o in r.sysv], "posix": [_object_json(o) for o in r.posix],
+            "memfd": [_object_json(o) for o in r.memfd], "deleted": [_object_json(o) for o in r.deleted],
             "processes": r.processes, "unreadable": r.unreadable, "remove_ipc": r.remove_ipc_policy,
             "complete": r.complete, "notes": list(r.notes)}
 
@@ -25,6 +40,8 @@ def _flags(o) -> str:
     out = []
     if o.orphan:
         out.append("ORPHAN")
+    elif o.orphan is None and o.kind == "posix" and not o.attachers:
+        out.append("orphan: unknown")
     if o.marked_for_removal:
         out.append("removal pending")
     if o.world_writable:
@@ -44,38 +61,55 @@ def _who(o, limit=4) -> str:
     return ", ".join(names) + (f" +{more}" if more > 0 else "") if names else "-"
 
 
-def render_segments(r, console) -> None:
-    from rich.table import Table
+def _hb(n):
+    return human_bytes(n) if n is not None else "-"
 
-    t = Table(title=f"System V segments ({len(r.sysv)})")
-    for c in ("key", "shmid", "owner", "mode", "size", "nattch", "rss", "swap", "cpid", "lpid", "attached now", "flags"):
-        t.add_column(c)
-    for o in r.sysv:
-        t.add_row(o.name, str(o.shmid), o.owner, o.mode, human_bytes(o.size_bytes), str(o.nattch),
-                  human_bytes(o.rss_bytes), human_bytes(o.swap_bytes), str(o.cpid), str(o.lpid), _who(o), _flags(o))
-    console.print(t)
-    t = Table(title=f"POSIX objects in /dev/shm ({len(r.posix)})")
-    for c in ("name", "owner", "mode", "size", "allocated", "attached now", "flags"):
-        t.add_column(c)
-    for o in r.posix:
-        t.add_row(o.name, o.owner, o.mode, human_bytes(o.size_bytes), human_bytes(o.allocated_bytes), _who(o), _flags(o))
-    console.print(t)
+
+SYSV_COLUMNS = (
+    Column("shmid", lambda o: o.shmid, right=True),
+    Column("key", lambda o: o.name),
+    Column("owner", lambda o: o.owner, optional=2),
+    Column("mode", lambda o: o.mode, optional=3),
+    Column("size", lambda o: o.size_bytes, _hb, key="size_bytes", right=True),
+    Column("nattch", lambda o: o.nattch, right=True),
+    Column("rss", lambda o: o.rss_bytes, _hb, key="rss_bytes", right=True, optional=1),
+    Column("swap", lambda o: o.swap_bytes, _hb, key="swap_bytes", right=True, optional=5),
+    Column("cpid", lambda o: o.cpid, right=True, optional=4),
+    Column("lpid", lambda o: o.lpid, right=True, optional=6),
+    Column("attached now", _who, text=True, key="attachers"),
+    Column("flags", _flags, text=True),
+)
+POSIX_COLUMNS = (
+    Column("name", lambda o: o.name, text=True, ident=True),
+    Column("owner", lambda o: o.owner, optional=2),
+    Column("mode", lambda o: o.mode, optional=3),
+    Column("size", lambda o: o.size_bytes, _hb, key="size_bytes", right=True),
+    Column("allocated", lambda o: o.allocated_bytes, _hb, key="allocated_bytes", right=True, optional=1),
+    Column("attached now", _who, text=True, key="attachers"),
+    Column("flags", _flags, text=True),
+)
+MAPPED_COLUMNS = (
+    Column("kind", lambda o: o.kind),
+    Column("name", lambda o: o.name, text=True),
+    Column("device:inode", lambda o: f"{o.device}:{o.inode}", optional=1),
+    Column("mapped by", _who, text=True, key="attachers"),
+)
+
+
+def render_segments(r, console) -> None:
+    render(View(f"System V segments ({len(r.sysv)})", SYSV_COLUMNS, list(r.sysv)), console)
+    render(View(f"POSIX objects in /dev/shm ({len(r.posix)})", POSIX_COLUMNS, list(r.posix)), console)
     if r.memfd or r.deleted:
-        t = Table(title="memfd and deleted-file shared mappings")
-        for c in ("kind", "name", "device:inode", "mapped by"):
-            t.add_column(c)
-        for o in r.memfd + r.deleted:
-            t.add_row(o.kind, o.name, f"{o.device}:{o.inode}", _who(o))
-        console.print(t)
-    orphans = sum(1 for o in r.sysv + r.posix if o.orphan)
+        render(View("memfd and deleted-file shared mappings", MAPPED_COLUMNS, list(r.memfd + r.deleted)), console)
+    orphans = [o for o in r.sysv + r.posix if o.orphan]
     if orphans:
-        console.print(f"{orphans} orphan(s): nothing maps them and nobody marked them for removal; they stay until "
-                      "removed (ipcrm -m SHMID, rm /dev/shm/NAME) or reboot.", highlight=False)
+        console.print(Text(f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
+                           "stay until removed (ipcrm -m SHMID, rm /dev/shm/NAME) or reboot."))
     if r.remove_ipc_policy == "yes":
-        console.print("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
-                      "their owner's last session ends.", highlight=False)
+        console.print(Text("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
+                           "their owner's last session ends."))
     for n in r.notes:
-        console.print(n, highlight=False)
+        console.print(Text(n))
 
 
 def footprint_to_json(r, by) -> dict:
@@ -122,47 +156,71 @@ def aggregate_users(r) -> dict:
 SORT_KEYS = ("pss", "rss", "uss", "swap", "pid", "command")
 
 
-def render_footprint(r, by, sort, console) -> None:
-    from rich.table import Table
+def _sum(key):
+    return lambda rows: sum(getattr(r, key) for r in rows)
 
-    tot = r.totals()
+
+PROCESS_COLUMNS = (
+    Column("pid", lambda p: p.pid, right=True),
+    Column("user", lambda p: p.user, optional=2),
+    Column("command", lambda p: p.command, text=True, total=lambda rows: "total"),
+    Column("RSS", lambda p: p.rss, human_bytes, key="rss_bytes", right=True, total=_sum("rss")),
+    Column("PSS", lambda p: p.pss, human_bytes, key="pss_bytes", right=True, total=_sum("pss")),
+    Column("USS", lambda p: p.uss, human_bytes, key="uss_bytes", right=True, total=_sum("uss"), optional=1),
+    Column("swap", lambda p: p.swap, human_bytes, key="swap_bytes", right=True, total=_sum("swap"), optional=3),
+    Column("SwapPss", lambda p: p.swap_pss, human_bytes, key="swap_pss_bytes", right=True, total=_sum("swap_pss"),
+           optional=4),
+)
+
+
+def _kv(key):
+    return lambda kv: kv[1][key]
+
+
+def _ksum(key):
+    return lambda rows: sum(kv[1][key] for kv in rows)
+
+
+USER_COLUMNS = (
+    Column("user", lambda kv: kv[0], text=True, total=lambda rows: "total"),
+    Column("processes", _kv("processes"), right=True, total=_ksum("processes")),
+    Column("RSS", _kv("rss_bytes"), human_bytes, key="rss_bytes", right=True, total=_ksum("rss_bytes")),
+    Column("PSS", _kv("pss_bytes"), human_bytes, key="pss_bytes", right=True, total=_ksum("pss_bytes")),
+    Column("USS", _kv("uss_bytes"), human_bytes, key="uss_bytes", right=True, total=_ksum("uss_bytes")),
+    Column("swap", _kv("swap_bytes"), human_bytes, key="swap_bytes", right=True, total=_ksum("swap_bytes")),
+)
+KIND_COLUMNS = (
+    Column("kind", lambda kv: kv[0], text=True, total=lambda rows: "total"),
+    Column("RSS", _kv("rss_bytes"), human_bytes, key="rss_bytes", right=True, total=_ksum("rss_bytes")),
+    Column("PSS", _kv("pss_bytes"), human_bytes, key="pss_bytes", right=True, total=_ksum("pss_bytes")),
+    Column("USS", _kv("uss_bytes"), human_bytes, key="uss_bytes", right=True, total=_ksum("uss_bytes")),
+)
+LIBRARY_COLUMNS = (
+    Column("library", lambda u: u.path, text=True, key="path"),
+    Column("processes", lambda u: u.processes, right=True),
+    Column("RSS summed", lambda u: u.rss_sum, human_bytes, key="rss_sum", right=True),
+    Column("PSS summed", lambda u: u.pss_sum, human_bytes, key="pss_sum", right=True),
+    Column("physical", lambda u: u.physical_bytes, human_bytes, key="physical_bytes", right=True),
+)
+
+
+def footprint_view(r, by, sort="pss") -> View:
     if by == "process":
-        t = Table(title=f"memory per process ({len(r.processes)})", show_footer=True)
-        for c, foot in (("pid", ""), ("user", ""), ("command", "total"), ("RSS", human_bytes(tot["rss"])),
-                        ("PSS", human_bytes(tot["pss"])), ("USS", human_bytes(tot["uss"])),
-                        ("swap", human_bytes(tot["swap"])), ("SwapPss", human_bytes(tot["swap_pss"]))):
-            t.add_column(c, footer=foot, justify="right" if c in ("pid", "RSS", "PSS", "USS", "swap", "SwapPss") else "left",
-                         overflow="ellipsis", no_wrap=c == "command", max_width=60 if c == "command" else None)
-        rev = sort not in ("pid", "command")
-        for p in sorted(r.processes, key=lambda p: getattr(p, sort), reverse=rev):
-            t.add_row(str(p.pid), p.user, p.command, human_bytes(p.rss), human_bytes(p.pss), human_bytes(p.uss),
-                      human_bytes(p.swap), human_bytes(p.swap_pss))
-    elif by == "user":
-        t = Table(title="memory per user", show_footer=True)
-        users = aggregate_users(r)
-        for c, foot in (("user", "total"), ("processes", str(len(r.processes))), ("RSS", human_bytes(tot["rss"])),
-                        ("PSS", human_bytes(tot["pss"])), ("USS", human_bytes(tot["uss"])), ("swap", human_bytes(tot["swap"]))):
-            t.add_column(c, footer=foot)
-        for u, d in sorted(users.items(), key=lambda kv: -kv[1]["pss_bytes"]):
-            t.add_row(u, str(d["processes"]), human_bytes(d["rss_bytes"]), human_bytes(d["pss_bytes"]),
-                      human_bytes(d["uss_bytes"]), human_bytes(d["swap_bytes"]))
-    elif by == "kind":
-        kinds = aggregate_kinds(r)
-        t = Table(title=f"memory by kind over {len(r.processes)} processes", show_footer=True)
-        for c, foot in (("kind", "total"), ("RSS", human_bytes(sum(v["rss_bytes"] for v in kinds.values()))),
-                        ("PSS", human_bytes(sum(v["pss_bytes"] for v in kinds.values()))),
-                        ("USS", human_bytes(sum(v["uss_bytes"] for v in kinds.values())))):
-            t.add_column(c, footer=foot)
-        for k, d in sorted(kinds.items(), key=lambda kv: -kv[1]["pss_bytes"]):
-            t.add_row(k, human_bytes(d["rss_bytes"]), human_bytes(d["pss_bytes"]), human_bytes(d["uss_bytes"]))
-    else:
-        t = Table(title="libraries: RSS counts shared pages in every process, PSS divides them, physical counts them once")
-        for c in ("library", "processes", "RSS summed", "PSS summed", "physical"):
-            t.add_column(c)
-        for u in r.libraries:
-            t.add_row(u.path, str(u.processes), human_bytes(u.rss_sum), human_bytes(u.pss_sum),
-                      human_bytes(u.physical_bytes) if u.physical_bytes is not None else "unavailable (needs root)")
-    console.print(t)
+        rows = sorted(r.processes, key=lambda p: getattr(p, sort), reverse=sort not in ("pid", "command"))
+        return View(f"memory per process ({len(r.processes)})", PROCESS_COLUMNS, rows)
+    if by == "user":
+        rows = sorted(aggregate_users(r).items(), key=lambda kv: -kv[1]["pss_bytes"])
+        return View("memory per user", USER_COLUMNS, rows)
+    if by == "kind":
+        rows = sorted(aggregate_kinds(r).items(), key=lambda kv: -kv[1]["pss_bytes"])
+        return View(f"memory by kind over {len(r.processes)} processes", KIND_COLUMNS, rows)
+    notes = () if r.privileged else ("physical: unavailable, it needs root (PFNs in pagemap)",)
+    return View("libraries: RSS counts shared pages in every process, PSS divides them, physical counts them once",
+                LIBRARY_COLUMNS, list(r.libraries), notes)
+
+
+def render_footprint(r, by, sort, console) -> None:
+    render(footprint_view(r, by, sort), console, show_footer=by != "library")
     footer(r, console)
 
 
@@ -175,7 +233,7 @@ def footer(r, console) -> None:
     if r.kernel_threads:
         parts.append(f"{r.kernel_threads} kernel threads skipped (no user memory)")
     if parts:
-        console.print("; ".join(parts) + ".", highlight=False)
+        console.print(Text("; ".join(parts) + "."))
 
 
 def prometheus_text(seg, foot) -> str:
