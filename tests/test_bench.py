@@ -124,10 +124,19 @@ def reserved_hugepages():
 
 
 def test_hugepages_run(reserved_hugepages):
-    res = run_bench(sizes=[2 << 20], mechs=("sysv", "memfd", "anon"), repeat=2, huge=True)
-    touch = {r.mechanism: r for r in res.rows if r.phase == "first_touch"}
+    res = run_bench(sizes=[2 << 20, 4 << 20], mechs=("sysv", "memfd", "anon"), repeat=2, huge=True)
+    touch = {r.mechanism: r for r in res.rows if r.phase == "first_touch" and r.size_bytes == 2 << 20}
     for mech in ("sysv", "memfd", "anon"):
         assert touch[mech].minor_faults <= 2  # one huge page, one fault
+    # findings that match their numbers: a huge page per fault is not fault-around, and amortisation
+    # is claimed only where the per-page cost fell
+    sysv_read = next(f for f in res.findings if f.startswith("sysv: a second process's first read"))
+    assert "one fault per huge page" in sysv_read and "fault-around" not in sysv_read
+    by = {(r.mechanism, r.size_bytes, r.phase): r for r in res.rows}
+    for f in res.findings:
+        if "amortised" in f:
+            mech = f.split(":")[0]
+            assert by[(mech, 2 << 20, "first_touch")].ns_per_page > by[(mech, 4 << 20, "first_touch")].ns_per_page
     with pytest.raises(BadInput, match="multiple of the huge page size"):
         run_bench(sizes=[4096], mechs=("sysv",), repeat=1, huge=True)
     with pytest.raises(BadInput, match="tmpfs"):

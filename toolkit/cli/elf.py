@@ -31,8 +31,11 @@ def elf(paths, pid, aslr, as_json):
         if as_json:
             click.echo(json.dumps([report.join_to_json(i, j) for i, j in joined], indent=2))
         else:
+            from toolkit.cli.common import console
+
+            con = console()
             for info, j in joined:
-                report.render_join(info, j, out)
+                report.render_join(info, j, con)
         return
     if aslr is not None:
         from toolkit.measure.pic import load_layout

@@ -6,8 +6,8 @@ import csv
 from toolkit.records import to_dict
 from toolkit.units import human_bytes, human_seconds
 
-COLUMNS = ("create", "attach", "first_touch", "detach", "destroy", "second_attach", "read_through", "second_detach",
-           "first_call")
+COLUMNS = ("create", "attach", "mark", "first_touch", "detach", "destroy", "second_attach", "read_through",
+           "second_detach", "first_call")
 
 
 def to_json(result) -> dict:
@@ -24,44 +24,59 @@ def write_csv(result, path) -> None:
             w.writerow(r._asdict())
 
 
+def _faults(n) -> str:
+    return f"{n} fault" + ("" if n == 1 else "s")
+
+
 def _cell(r):
     if r is None:
-        return ""
+        return None
     if r.median_s is None:
         return "—"
     text = human_seconds(r.median_s)
-    if r.phase in ("first_touch", "read_through"):
-        text += f"\n{r.minor_faults} flt, {r.ns_per_page:.0f} ns/pg"
+    if r.phase in ("first_touch", "read_through") and r.ns_per_page:
+        text += f"\n{_faults(r.minor_faults)}\n{r.ns_per_page:.0f} ns/page"
     elif r.minor_faults:
-        text += f"\n{r.minor_faults} flt"
+        text += f"\n{_faults(r.minor_faults)}"
     return text
 
 
-def render(result, console) -> None:
-    from rich.table import Table
+def views(result) -> list:
+    """One table per size: a row per phase, a column per mechanism (fits 80 columns; --json has all)."""
+    from toolkit.report.view import Column, View
 
-    phases = [c for c in COLUMNS if any(r.phase == c for r in result.rows)]
-    m = result.machine
-    table = Table(title=f"shmkit bench: median of N runs (Linux {m['kernel']}, {m['cpu']}, "
-                        f"touch {m['touch_method']}{', pinned to CPU %s' % m['pinned_cpu'] if m['pinned_cpu'] is not None else ''})")
-    table.add_column("mechanism")
-    table.add_column("size", justify="right")
-    table.add_column("N", justify="right")
-    for p in phases:
-        table.add_column(p.replace("_", " "), justify="right")
-    keys = []
-    for r in result.rows:
-        if (r.mechanism, r.size_bytes) not in keys:
-            keys.append((r.mechanism, r.size_bytes))
     by = {(r.mechanism, r.size_bytes, r.phase): r for r in result.rows}
-    for mech, size in keys:
-        n = max(r.repeat for r in result.rows if r.mechanism == mech and r.size_bytes == size)
-        table.add_row(mech, human_bytes(size), str(n), *[_cell(by.get((mech, size, p))) for p in phases])
-    console.print(table)
+    out = []
+    for size in sorted({r.size_bytes for r in result.rows if r.mechanism != "dso"}):
+        mechs = [m for m in ("sysv", "posix", "memfd", "anon") if any(k[0] == m and k[1] == size for k in by)]
+        phases = [p for p in COLUMNS if any((m, size, p) in by for m in mechs)]
+        runs = {m: max(r.repeat for r in result.rows if r.mechanism == m and r.size_bytes == size) for m in mechs}
+        cols = (Column("phase", lambda p: p.replace("_", " "), text=True),) + tuple(
+            Column(f"{m} (N={runs[m]})", lambda p, m=m, size=size: _cell(by.get((m, size, p))), key=m, right=True)
+            for m in mechs)
+        out.append(View(f"{human_bytes(size)} ({size} bytes): median of N runs", cols, phases))
+    dso = [r for r in result.rows if r.mechanism == "dso"]
+    if dso:
+        cols = (Column("phase", lambda r: r.phase.replace("_", " "), text=True),
+                Column(f"dso (N={max(r.repeat for r in dso)})", _cell, key="dso", right=True))
+        out.append(View(f"shared library ({human_bytes(dso[0].size_bytes)} file): median of N runs", cols, dso))
+    return out
+
+
+def render(result, console) -> None:
+    from rich.text import Text
+
+    from toolkit.report.view import render as render_view
+
+    m = result.machine
+    console.print(Text(f"shmkit bench: Linux {m['kernel']}, {m['cpu']}, touch {m['touch_method']}"
+                       + (f", pinned to CPU {m['pinned_cpu']}" if m["pinned_cpu"] is not None else "")))
+    for v in views(result):
+        render_view(v, console)
     for line in result.findings:
-        console.print("• " + line, highlight=False)
+        console.print(Text("• " + line))
     for line in result.notes:
-        console.print("note: " + line, highlight=False)
+        console.print(Text("note: " + line))
 
 
 def plot(result, path) -> None:

@@ -149,21 +149,29 @@ def findings(c: Comparison) -> list:
     return out
 
 
-def render(c: Comparison, console) -> None:
-    from rich.table import Table
+def view(c: Comparison):
+    """The comparison as a view: a row per measured property (group headings as rows of their own),
+    a column per mechanism."""
+    from toolkit.report.view import Column, View
 
-    table = Table(title=f"shmkit compare: {human_bytes(c.size_bytes)} regions, {c.peers} peers, "
-                        f"{c.library} (Linux {c.kernel}{'' if c.privileged else ', unprivileged'})")
-    table.add_column("")
-    for m in c.mechanisms:
-        table.add_column(m.title, overflow="fold")
+    table = []
     last = None
     for group, label, cells in rows(c):
         if group != last:
-            table.add_section()
-            table.add_row(f"[bold]{group}[/bold]", *[""] * len(cells))
+            table.append((group, [""] * len(cells)))
             last = group
-        table.add_row("  " + label, *cells)
-    console.print(table)
+        table.append(("  " + label, cells))
+    cols = (Column("", lambda r: r[0], text=True, key="property"),) + tuple(
+        Column(m.title, lambda r, i=i: r[1][i], text=True, key=m.mechanism) for i, m in enumerate(c.mechanisms))
+    return View(f"shmkit compare: {human_bytes(c.size_bytes)} regions, {c.peers} peers, {c.library} "
+                f"(Linux {c.kernel}{'' if c.privileged else ', unprivileged'})", cols, table)
+
+
+def render(c: Comparison, console) -> None:
+    from rich.text import Text
+
+    from toolkit.report.view import render as render_view
+
+    render_view(view(c), console)
     for line in findings(c):
-        console.print("• " + line, highlight=False)
+        console.print(Text("• " + line))

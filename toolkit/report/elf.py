@@ -40,48 +40,77 @@ def _fmt_row(s, is64):
             f"0x{s.memsz:05x} {s.flags:<3} 0x{s.align:x}")
 
 
-def render_elf(info, out) -> None:
-    """One file, in the spirit of readelf -e: header summary, program headers, mapping, sharing."""
+def _fmt_row_narrow(s):
+    """readelf -l (not -W) for a 64-bit file: two lines per header, 76 columns."""
+    return (f"  {s.type:<14} 0x{s.offset:016x} 0x{s.vaddr:016x} 0x{s.paddr:016x}\n"
+            f"                 0x{s.filesz:016x} 0x{s.memsz:016x}  {s.flags:<6} 0x{s.align:x}")
+
+
+WIDE = 104  # readelf -lW's program header lines for a 64-bit file
+
+
+def terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def render_elf(info, out, width: int | None = None) -> None:
+    """One file, in the spirit of readelf -e: header summary, program headers, mapping, sharing. Below
+    104 columns the program headers take readelf -l's two-line form, and prose wraps."""
+    import textwrap
+
+    width = width or terminal_width()
     w = out.write
+
+    def para(text, indent, more):
+        w(textwrap.fill(text, width=max(40, width - 1), initial_indent=indent, subsequent_indent=more,
+                        break_long_words=False, break_on_hyphens=False) + "\n")
+
     w(f"{info.path}\n")
-    w(f"  ELF{info.elf_class}, {info.endianness}-endian, {info.machine}, {info.type_description}"
-      f"{', PIE' if info.pie else ''}\n")
+    para(f"ELF{info.elf_class}, {info.endianness}-endian, {info.machine}, {info.type_description}"
+         f"{', PIE' if info.pie else ''}", "  ", "  ")
     w(f"  Entry point 0x{info.entry:x}; {len(info.segments)} program headers at offset {info.phoff}\n")
     if info.interpreter:
         w(f"  Interpreter: {info.interpreter}\n")
     w("\nProgram Headers:\n")
-    if info.elf_class == 64:
+    narrow = info.elf_class == 64 and width < WIDE
+    if narrow:
+        w("  Type           Offset             VirtAddr           PhysAddr\n"
+          "                 FileSiz            MemSiz              Flags  Align\n")
+    elif info.elf_class == 64:
         w("  Type           Offset   VirtAddr           PhysAddr           FileSiz  MemSiz   Flg Align\n")
     else:
         w("  Type           Offset   VirtAddr   PhysAddr   FileSiz MemSiz  Flg Align\n")
     for s in info.segments:
-        w(_fmt_row(s, info.elf_class == 64) + "\n")
+        w((_fmt_row_narrow(s) if narrow else _fmt_row(s, info.elf_class == 64)) + "\n")
     w("\n Section to Segment mapping:\n  Segment Sections...\n")
     for s in info.segments:
-        w(f"   {s.index:02d}     {' '.join(s.sections)}\n")
-    w(f"\nLayout: {info.layout}\n")
+        para(" ".join(s.sections), f"   {s.index:02d}     ", " " * 10) if s.sections else w(f"   {s.index:02d}     \n")
+    w("\n")
+    para(f"Layout: {info.layout}", "", "  ")
     w("Sharing of each LOAD in a process:\n")
     for s in info.loads():
         rel = (f"  [{s.relocations} dynamic relocations dirty {s.reloc_pages} page(s)]" if s.relocations else "")
-        w(f"  {s.index:02d} LOAD {s.flags:<3} {human_bytes(s.memsz):>10}: {s.sharing}{rel}\n")
+        para(f"{s.index:02d} LOAD {s.flags:<3} {human_bytes(s.memsz):>10}: {s.sharing}{rel}", "  ", " " * 6)
     for s in info.segments:
         if s.type == "GNU_RELRO":
-            w(f"  {s.index:02d} GNU_RELRO {human_bytes(s.memsz):>9}: {s.sharing}\n")
+            para(f"{s.index:02d} GNU_RELRO {human_bytes(s.memsz):>9}: {s.sharing}", "  ", " " * 6)
     w("Hazards:\n")
-    w("  text relocations: " + (UNKNOWN if info.textrel is None else 'YES: code pages are written at load and not shared'
-                                if info.textrel else 'none') + "\n")
-    w("  position independent: " + (UNKNOWN if info.pic is None else 'yes' if info.pic else 'NO: ' + (
-        'an executable at a fixed address' if info.type == 'EXEC' else 'text relocations')) + "\n")
-    w("  RELRO: " + (UNKNOWN if info.relro is None else info.relro + {
+    para("text relocations: " + (UNKNOWN if info.textrel is None else 'YES: code pages are written at load and not '
+                                 'shared' if info.textrel else 'none'), "  ", "    ")
+    para("position independent: " + (UNKNOWN if info.pic is None else 'yes' if info.pic else 'NO: ' + (
+        'an executable at a fixed address' if info.type == 'EXEC' else 'text relocations')), "  ", "    ")
+    para("RELRO: " + (UNKNOWN if info.relro is None else info.relro + {
         "full": " (BIND_NOW: the GOT is read-only after start-up)",
         "partial": " (lazy binding: .got.plt stays writable)",
-        "none": " (no GNU_RELRO: relocated data stays writable)"}[info.relro]) + "\n")
+        "none": " (no GNU_RELRO: relocated data stays writable)"}[info.relro]), "  ", "    ")
     est = private_estimate(info)
-    w("  private memory per process from relocations: "
-      + ("unknown (the relocation tables may lie past the end of the file)" if est is None
-         else f"at least {human_bytes(est)}") + "\n")
+    para("private memory per process from relocations: "
+         + ("unknown (the relocation tables may lie past the end of the file)" if est is None
+            else f"at least {human_bytes(est)}"), "  ", "    ")
     for n in info.notes:
-        w(f"  note: {n}\n")
+        para(f"note: {n}", "  ", "    ")
     w("\n")
 
 
@@ -91,21 +120,42 @@ def join_to_json(info, joined) -> dict:
             "elf": {"layout": info.layout, "relro": info.relro, "textrel": info.textrel}}
 
 
-def render_join(info, joined, out) -> None:
-    w = out.write
-    w(f"{joined.path} in process {joined.pid}, loaded at 0x{joined.base:x}\n")
-    w(f"  {'LOAD':<8} {'p_offset':>10} {'mapping':<27} {'perms':5} {'offset':>9} {'Rss':>9} {'Pss':>9} "
-      f"{'Sh_Clean':>9} {'Sh_Dirty':>9} {'Pr_Clean':>9} {'Pr_Dirty':>9} {'mapped by':>11}  fate\n")
-    for m in joined.mappings:
-        k = (f"{m.kpagecount_min}/{m.kpagecount_median}/{m.kpagecount_max}" if m.kpagecount_min is not None
-             else ("unavailable" if not joined.privileged else "-"))
-        w(f"  {m.segment:02d} {m.load_flags:<5} {m.load_offset:>#10x} {m.start:#x}-{m.end:#x} {m.perms:5} "
-          f"{m.map_offset if not m.anonymous else 0:>#9x} {human_bytes(m.rss):>9} {human_bytes(m.pss):>9} "
-          f"{human_bytes(m.shared_clean):>9} {human_bytes(m.shared_dirty):>9} {human_bytes(m.private_clean):>9} "
-          f"{human_bytes(m.private_dirty):>9} {k:>11}  {m.sharing}\n")
-    if not joined.privileged:
-        w("  'mapped by' (kpagecount min/median/max) needs root: unavailable\n")
-    w("\n")
+def _kpc(joined):
+    def get(m):
+        if m.kpagecount_min is not None:
+            return f"{m.kpagecount_min}/{m.kpagecount_median}/{m.kpagecount_max}"
+        return "unavailable" if not joined.privileged else None
+    return get
+
+
+def join_view(joined):
+    from toolkit.report.view import Column, View
+
+    hb = human_bytes
+    cols = (
+        Column("LOAD", lambda m: f"{m.segment:02d} {m.load_flags}", key="segment"),
+        Column("p_offset", lambda m: m.load_offset, hex, right=True, optional=6),
+        Column("mapping", lambda m: f"{m.start:#x}-{m.end:#x}", key="range"),
+        Column("perms", lambda m: m.perms),
+        Column("offset", lambda m: 0 if m.anonymous else m.map_offset, hex, key="map_offset", right=True, optional=5),
+        Column("Rss", lambda m: m.rss, hb, key="rss", right=True),
+        Column("Pss", lambda m: m.pss, hb, key="pss", right=True),
+        Column("Sh_Clean", lambda m: m.shared_clean, hb, key="shared_clean", right=True, optional=4),
+        Column("Sh_Dirty", lambda m: m.shared_dirty, hb, key="shared_dirty", right=True, optional=3),
+        Column("Pr_Clean", lambda m: m.private_clean, hb, key="private_clean", right=True, optional=2),
+        Column("Pr_Dirty", lambda m: m.private_dirty, hb, key="private_dirty", right=True, optional=1),
+        Column("mapped by", _kpc(joined), key="kpagecount", right=True, optional=7),
+        Column("fate", lambda m: m.sharing, text=True, key="sharing"),
+    )
+    notes = () if joined.privileged else ("'mapped by' (kpagecount min/median/max) needs root: unavailable",)
+    return View(f"{joined.path} in process {joined.pid}, loaded at 0x{joined.base:x}", cols, list(joined.mappings),
+                notes)
+
+
+def render_join(info, joined, console) -> None:
+    from toolkit.report.view import render
+
+    render(join_view(joined), console)
 
 
 def render_pic(result, out) -> None:

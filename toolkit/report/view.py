@@ -46,9 +46,14 @@ def _capped(text: str, width: int) -> str:
     return text[:cap - 12] + more
 
 
+def _width(text: str) -> int:
+    return max(len(line) for line in text.split("\n"))
+
+
 def cell(col: Column, row) -> str:
     value = col.get(row)
-    return "-" if value is None else escape(col.fmt(value))
+    # a cell may hold lines of its own (a time, then its faults): each line escaped, not the breaks
+    return "-" if value is None else "\n".join(escape(line) for line in str(col.fmt(value)).split("\n"))
 
 
 # ------------------------------------------------------------------ names can hold any byte
@@ -108,31 +113,49 @@ def render(view: View, console, show_footer: bool = False) -> None:
     text_floor = max(12, width // 4)  # prose gets a readable share before optional numbers are kept
 
     def need(i, c):  # the narrowest a column may be: its longest number, or for text a useful minimum
-        longest = max([len(row[i]) for row in cells] + [len(footers[i]) if show_footer else 0] + [1])
+        longest = max([_width(row[i]) for row in cells] + [len(footers[i]) if show_footer else 0] + [1])
         words = max(len(w) for w in c.title.split()) if c.title else 1
         if c.text:
             return max(words, min(longest, width // 2 if c.ident else text_floor))
         return max(longest, words)
 
     keep = list(range(len(view.columns)))
+    mins = {i: need(i, c) for i, c in enumerate(view.columns)}
     while True:
         # one space between columns, two cells of padding: three characters per boundary
-        total = sum(need(i, view.columns[i]) for i in keep) + 3 * (len(keep) - 1)
+        total = sum(mins[i] for i in keep) + 3 * (len(keep) - 1)
         droppable = [i for i in keep if view.columns[i].optional]
         if total <= width or not droppable:
             break
         keep.remove(max(droppable, key=lambda i: (view.columns[i].optional, i)))
-    left_out = [view.columns[i].title for i in range(len(view.columns)) if i not in keep]
+    texts = [i for i in keep if view.columns[i].text]
+    aside = []  # prose with no room left in the table: printed under it, a line per row
+    while total > width and texts:  # still too wide: the prose columns share what the numbers leave
+        spare = width - 3 * (len(keep) - 1) - sum(mins[i] for i in keep if i not in texts)
+        if spare // len(texts) >= 12 or (len(keep) == len(texts)):
+            for i in texts:
+                title = max(len(w) for w in view.columns[i].title.split()) if view.columns[i].title else 1
+                mins[i] = max(title, 8, spare // len(texts))
+            break
+        moved = texts.pop()  # the last prose column goes under the table
+        keep.remove(moved)
+        aside.append(moved)
+        total = sum(mins[i] for i in keep) + 3 * (len(keep) - 1)
+    left_out = [view.columns[i].title for i in range(len(view.columns)) if i not in keep and i not in aside]
 
     t = Table(title=Text(view.title), box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
               show_footer=show_footer, title_justify="left")
     for i in keep:
         c = view.columns[i]
         t.add_column(Text(c.title), footer=Text(footers[i]), justify="right" if c.right else "left",
-                     no_wrap=not c.text, overflow="fold", min_width=need(i, c))
+                     no_wrap=not c.text, overflow="fold", min_width=mins[i], max_width=None if not c.text else
+                     max(mins[i], width - 3 * (len(keep) - 1) - sum(mins[j] for j in keep if j != i)))
     for row in cells:
         t.add_row(*(Text(row[i]) for i in keep))
     console.print(t)
+    for i in aside:
+        for row in cells:
+            console.print(Text(f"{row[0].split(chr(10))[0]}: {view.columns[i].title} {row[i]}"))
     if left_out:
         console.print(Text(f"(left out at {width} columns: {', '.join(left_out)}; wider terminal or --json for all)"))
     for n in view.notes:
