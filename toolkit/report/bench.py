@@ -52,13 +52,13 @@ def views(result) -> list:
         phases = [p for p in COLUMNS if any((m, size, p) in by for m in mechs)]
         runs = {m: max(r.repeat for r in result.rows if r.mechanism == m and r.size_bytes == size) for m in mechs}
         cols = (Column("phase", lambda p: p.replace("_", " "), text=True),) + tuple(
-            Column(f"{m} (N={runs[m]})", lambda p, m=m, size=size: _cell(by.get((m, size, p))), key=m, right=True)
+            Column(f"{m} (N={runs[m]})", lambda p, m=m, size=size: by.get((m, size, p)), _cell, key=m, right=True)
             for m in mechs)
         out.append(View(f"{human_bytes(size)} ({size} bytes): median of N runs", cols, phases))
     dso = [r for r in result.rows if r.mechanism == "dso"]
     if dso:
         cols = (Column("phase", lambda r: r.phase.replace("_", " "), text=True),
-                Column(f"dso (N={max(r.repeat for r in dso)})", _cell, key="dso", right=True))
+                Column(f"dso (N={max(r.repeat for r in dso)})", lambda r: r, _cell, key="dso", right=True))
         out.append(View(f"shared library ({human_bytes(dso[0].size_bytes)} file): median of N runs", cols, dso))
     return out
 

@@ -52,8 +52,12 @@ def _width(text: str) -> int:
 
 def cell(col: Column, row) -> str:
     value = col.get(row)
-    # a cell may hold lines of its own (a time, then its faults): each line escaped, not the breaks
-    return "-" if value is None else "\n".join(escape(line) for line in str(col.fmt(value)).split("\n"))
+    if value is None:
+        return "-"
+    if isinstance(value, str):  # data (a name, a command): escaped whole, so that it cannot break a row
+        return escape(col.fmt(value))
+    # a record or number formatted by the view itself may hold lines of its own (a time, then its faults)
+    return "\n".join(escape(line) for line in str(col.fmt(value)).split("\n"))
 
 
 # ------------------------------------------------------------------ names can hold any byte

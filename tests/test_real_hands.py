@@ -1,0 +1,255 @@
+"""In real hands: 80-column terminals, closed pipes, no arguments, odd files and processes, hostile names,
+unprivileged monitoring."""
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_as_nobody, run_shmkit
+from toolkit import mechanisms
+from toolkit.measure.peer import PeerGroup
+
+LIBC = mechanisms.get("dso").new_handle(path=None).path
+
+
+def at_80(*args, **kw):
+    r = run_shmkit(*args, env={**os.environ, "COLUMNS": "80"}, **kw)
+    assert r.returncode == 0, r.stderr
+    assert all(len(line) <= 80 for line in r.stdout.splitlines()), "a line is wider than 80 columns"
+    return r.stdout
+
+
+def _one_line(out: str, *whole) -> bool:
+    """Every value appears whole on one line of the table (not cut, not folded)."""
+    return any(all(v in line for v in whole) for line in out.splitlines())
+
+
+# ------------------------------------------------------------------ 80 columns
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """A System V segment and a POSIX object that one peer maps."""
+    sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
+    hs = [sysv.new_handle(1 << 20), posix.new_handle(1 << 20)]
+    with PeerGroup(1) as peers:
+        try:
+            for h in hs:
+                mechanisms.get(h.mechanism).create(h)
+                peers.call_all("attach", region=h.mechanism, handle=h.to_json())
+            yield hs, peers[0].pid
+        finally:
+            for h in hs:
+                mechanisms.get(h.mechanism).destroy(h)
+
+
+def test_footprint_at_80_columns_shows_every_number(shared):
+    from rich.console import Console
+
+    from toolkit.measure.system import scan_footprint
+    from toolkit.report.system import render_footprint
+    from toolkit.units import human_bytes
+
+    _, pid = shared
+    r = scan_footprint()  # one scan, rendered at 80 columns: the peer's row must show its numbers whole
+    row = next(p for p in r.processes if p.pid == pid)
+    buf = io.StringIO()
+    render_footprint(r, "process", "pss", Console(file=buf, width=80))
+    out = buf.getvalue()
+    assert _one_line(out, str(pid), human_bytes(row.rss), human_bytes(row.pss)), out
+    assert all(len(line) <= 80 for line in out.splitlines())
+    assert "…" not in at_80("footprint", "--all")
+    for by in ("user", "kind", "library"):
+        assert "…" not in at_80("footprint", "--by", by)
+
+
+def test_segments_at_80_columns_keeps_ids_whole(shared):
+    (s, p), pid = shared
+    out = at_80("segments")
+    assert _one_line(out, str(s.shmid), f"0x{s.key:08x}", "1.0 MiB", f"{pid} ")  # the ipcrm -m SHMID hint works
+    assert _one_line(out, p.name.lstrip("/"), "1.0 MiB")
+    assert "…" not in out
+    wide = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"}).stdout
+    assert _one_line(wide, str(s.shmid), "0600", "root")  # and still good at 200
+
+
+def test_bench_compare_and_elf_at_80_columns():
+    out = at_80("bench", "--sizes", "4K", "--mechanisms", "sysv,posix", "--repeat", "3")
+    assert re.search(r"^create\s+\d+(\.\d+)? µs\s+\d+(\.\d+)? µs\s*$", out, re.M), out
+    assert "…" not in out and "cre…" not in out
+    out = at_80("compare", "--size", "4M", "--peers", "2", "--repeat", "1")
+    assert _one_line(out, "Rss sum", "8.0 MiB", "8.0 MiB") and _one_line(out, "Pss sum", "4.0 MiB", "4.0 MiB")
+    assert "…" not in out and "outlives its" in out
+    out = at_80("elf", LIBC)
+    assert "Program Headers:" in out and re.search(r"^  LOAD +0x[0-9a-f]{16} 0x[0-9a-f]{16} 0x[0-9a-f]{16}$", out, re.M)
+    out = at_80("elf", "--pid", str(os.getpid()), "libc")
+    assert _one_line(out, "R E", "r-xp") and "…" not in out
+
+
+def test_views_render_whole_numbers_at_any_width():
+    from rich.console import Console
+
+    from toolkit.report.view import Column, View, render
+
+    rows = [(123456789, "a very long command line " * 8, 4096 * 10**6)]
+    view = View("t", (Column("pid", lambda r: r[0], right=True), Column("command", lambda r: r[1], text=True),
+                      Column("bytes", lambda r: r[2], right=True), Column("extra", lambda r: 7, optional=1)), rows)
+    for width in (40, 60, 80, 200):
+        buf = io.StringIO()
+        render(view, Console(file=buf, width=width))
+        out = buf.getvalue()
+        assert _one_line(out, "123456789", "4096000000"), out
+        assert all(len(line) <= width for line in out.splitlines())
+
+
+# ------------------------------------------------------------------ Unix citizenship
+
+
+@pytest.mark.parametrize("args", [
+    ["footprint"], ["footprint", "--json"], ["segments"], ["segments", "--json"], ["export", "--prometheus"],
+    ["elf", LIBC], ["elf", "--json", LIBC], ["elf", "--pid", "self"], ["elf", "--aslr", "2"],
+    ["compare", "--size", "1M", "--peers", "2", "--repeat", "1"], ["demo", "pic"],
+    ["bench", "--sizes", "4K", "--mechanisms", "sysv", "--repeat", "2"], ["explain", "--peers", "2"], ["--help"],
+])
+def test_a_closed_pipe_ends_quietly_with_status_0(args):
+    if args[:2] == ["elf", "--pid"]:
+        args = ["elf", "--pid", str(os.getpid())]
+    p = subprocess.Popen([sys.executable, "-m", "toolkit", *args], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.readline()  # like `| head -1`
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_no_arguments_prints_the_help():
+    r = run_shmkit()
+    assert r.returncode == 0 and r.stdout.startswith("Usage: shmkit") and "compare" in r.stdout
+    assert len(r.stdout.splitlines()) > 10 and r.stderr == ""
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["bench", "--repeat", "0"], "at least 1"), (["compare", "--repeat", "0"], "at least 1"),
+    (["bench", "--mechanisms", ""], "none given"), (["bench", "--pin", "99"], "CPU 99"),
+    (["bench", "--plot", "x.txt"], ".png"), (["elf", "--pid", "1", "--aslr", "3"], "--pid and --aslr"),
+    (["demo", "lifetime", "--library", "libz.so.1"], "--library applies"), (["footprint", "--by", "x"], "--by"),
+])
+def test_usage_errors_exit_2_before_anything_runs(args, needle):
+    t0 = time.monotonic()
+    r = run_shmkit(*args)
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert time.monotonic() - t0 < 10  # refused at once, not after measuring
+
+
+# ------------------------------------------------------------------ odd files and processes
+
+
+def test_elf_refuses_a_fifo_without_opening_it(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = run_shmkit("elf", str(fifo), timeout=20)  # opening it for reading would block forever
+    assert r.returncode == 1 and "is a FIFO" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_shmkit("elf", "/dev/null", timeout=20)
+    assert r.returncode == 1 and "character device" in r.stderr
+
+
+def test_a_truncated_library_says_so_and_claims_nothing_it_cannot_know(tmp_path):
+    cut = tmp_path / "libc-cut.so"
+    cut.write_bytes(open(LIBC, "rb").read(3000))
+    r = run_shmkit("elf", str(cut))
+    assert r.returncode == 1
+    assert re.search(r"truncated: LOAD \d\d ends at 0x[0-9a-f]+, the file has 3000 bytes", r.stderr), r.stderr
+    assert "Program Headers:" in r.stdout  # what the headers say is still shown
+    hazards = r.stdout.split("Hazards:")[1]
+    for verdict in ("text relocations", "position independent", "RELRO"):
+        line = next(ln for ln in hazards.splitlines() if verdict in ln)
+        assert "unknown" in line, line
+    d = json.loads(run_shmkit("elf", "--json", str(cut)).stdout)
+    assert d["textrel"] is None and d["relro"] is None and d["pic"] is None and d["truncated"]
+    full = json.loads(run_shmkit("elf", "--json", LIBC).stdout)
+    assert full["textrel"] is False and full["relro"] in ("partial", "full") and full["truncated"] is None
+
+
+def test_zombies_and_kernel_threads_are_named():
+    z = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 5
+    while open(f"/proc/{z.pid}/stat").read().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        r = run_shmkit("elf", "--pid", str(z.pid))
+        assert r.returncode == 1 and f"process {z.pid} is a zombie: it has no address space" in r.stderr
+        d = json.loads(run_shmkit("footprint", "--json").stdout)
+        assert d["zombies"] >= 1 and z.pid not in {p["pid"] for p in d["processes"]}
+        kthread = next(int(p) for p in os.listdir("/proc") if p.isdigit() and
+                       int(open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[6]) & 0x00200000)
+        r = run_shmkit("elf", "--pid", str(kthread))
+        assert r.returncode == 1 and "kernel thread" in r.stderr
+    finally:
+        z.wait()
+
+
+# ------------------------------------------------------------------ hostile names
+
+
+HOSTILE = [b"shmkit-test-new\nline", b"shmkit-test-tab\there", b"shmkit-test-esc\x1b[31mred", b"shmkit-test-\xff\xfe"]
+
+
+@pytest.fixture
+def hostile_names():
+    made = []
+    try:
+        for raw in HOSTILE:
+            path = b"/dev/shm/" + raw
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.write(fd, b"x")
+            os.close(fd)
+            made.append(path)
+        yield made
+    finally:
+        for path in made:
+            os.unlink(path)
+
+
+def test_hostile_names_are_escaped_in_tables_and_json(hostile_names):
+    r = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    table = r.stdout
+    assert "shmkit-test-new\\nline" in table and "shmkit-test-tab\\there" in table
+    assert "shmkit-test-esc\\x1b[31mred" in table and "shmkit-test-\\xff\\xfe" in table
+    assert "\x1b" not in table and "line" not in [ln.strip() for ln in table.splitlines()]  # no fake row
+    raw = subprocess.run([sys.executable, "-m", "toolkit", "segments", "--json"], cwd=REPO, capture_output=True)
+    raw.stdout.decode("utf-8")  # strictly valid UTF-8
+    d = json.loads(raw.stdout)  # and strict JSON
+    by_hex = {o["name_hex"]: o for o in d["posix"]}
+    for name in HOSTILE:
+        assert name.hex() in by_hex  # the exact bytes, beside the escaped text
+        assert "\udcff" not in by_hex[name.hex()]["name"]
+    assert by_hex[HOSTILE[3].hex()]["name"] == "shmkit-test-\\xff\\xfe"
+
+
+# ------------------------------------------------------------------ unprivileged monitoring
+
+
+def test_as_nobody_a_root_mapped_object_is_not_an_orphan_and_nothing_is_a_false_zero(nobody_env, shared):
+    (s, p), pid = shared
+    r = run_as_nobody(nobody_env, "segments", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    obj = next(o for o in d["posix"] if "/" + o["name"] == p.name)
+    assert obj["orphan"] is None and d["complete"] is False  # root's peer maps it; nobody cannot see that
+    seg = next(o for o in d["sysv"] if o["shmid"] == s.shmid)
+    assert seg["orphan"] is False  # the kernel's nattch says 1
+    text = run_as_nobody(nobody_env, "export", "--prometheus").stdout
+    assert "shmkit_pss_complete 0" in text
+    assert not re.search(r"^shmkit_pss_bytes\{.*\} 0$", text, re.M) and "shmkit_pss_bytes{" not in text
+    assert re.search(r'^shmkit_orphan_unknown_objects\{kind="posix"\} [1-9]', text, re.M)
+    out = run_as_nobody(nobody_env, "footprint", "--json").stdout
+    assert json.loads(out)["privileged"] is False
+    assert json.loads(run_shmkit("footprint", "--json").stdout)["privileged"] is (os.geteuid() == 0)
