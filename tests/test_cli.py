@@ -80,7 +80,7 @@ def test_sigterm_cleans_up(delay):
     time.sleep(delay * random.uniform(0.8, 1.2))
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=30)
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
 
 
 def test_unprivileged_compare(nobody_env):
