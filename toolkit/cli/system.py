@@ -82,16 +82,16 @@ def export(prom, file, root):
         sys.stdout.write(text)
         return
     directory = os.path.dirname(os.path.abspath(file))
-    # write beside the target, then rename: the collector never reads a half-written file
-    fd, tmp = tempfile.mkstemp(prefix=".shmkit-", suffix=".prom.tmp", dir=directory)
+    tmp = None
     try:
+        # write beside the target, then rename: the collector never reads a half-written file
+        fd, tmp = tempfile.mkstemp(prefix=".shmkit-", suffix=".prom.tmp", dir=directory)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, file)
-    except BaseException:
-        try:
+    except OSError as err:  # named for the file the user gave, not our temporary one
+        raise click.ClickException(f"cannot write {file}: {err.strerror or err}") from err
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -62,12 +62,14 @@ def check_sizes(sizes, mechs, huge: bool, limits=None) -> None:
 
 
 def machine_info(pin, huge, touch) -> dict:
-    model = ""
+    from toolkit.errors import ShmkitError
+    from toolkit.proc.fs import default_fs
+
     try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
+        text = default_fs().read_text("cpuinfo")
+    except ShmkitError:
+        text = ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
     return {
         "kernel": platform.release(), "cpu": model or platform.machine(), "cpus": os.cpu_count(),
         "page_size": vm.PAGE_SIZE, "python": platform.python_version(), "touch_method": touch,
