@@ -191,6 +191,15 @@ def test_mutated_headers_never_crash(tmp_path_factory, edits, cut):
         assert str(path) in str(err) and "\n" not in str(err)
     else:
         assert info.elf_class in (32, 64)
+        # and what we then print of it, wide and narrow, and as strict JSON
+        import io
+        import json as _json
+
+        from toolkit.report.elf import elf_to_json, render_elf
+
+        for width in (80, 200):
+            render_elf(info, io.StringIO(), width)
+        _json.loads(_json.dumps(elf_to_json(info), allow_nan=False))
 
 
 def test_demos_pic_and_walkthrough():
