@@ -34,6 +34,18 @@ def at_least(n: int, why: str = ""):
     return check
 
 
+def quiet_on_closed_pipe():
+    """Our reader went away (`shmkit ... | head -1`): stop quietly with status 0, as well-behaved tools
+    do. stdout is pointed at /dev/null first, so that Python's flush at exit cannot fail again
+    (the Python docs, "Note on SIGPIPE")."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
 def library_errors(fn):
     """Turn the library's errors into one line and exit status 1, at the CLI edge only."""
 
@@ -44,7 +56,7 @@ def library_errors(fn):
         except ShmkitError as err:
             raise click.ClickException(str(err)) from err
         except BrokenPipeError:
-            raise  # our reader went away: main() ends quietly
+            quiet_on_closed_pipe()  # here, before click's own EPIPE handling (exit 1) sees it
         except OSError as err:
             raise click.ClickException(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")) from err
 

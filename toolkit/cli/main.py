@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import sys
 
 import click
+
+from toolkit.cli.common import quiet_on_closed_pipe
 
 # command name -> module:function; a command imports only its own module
 COMMANDS = {
@@ -44,15 +45,6 @@ def cli():
     """See and measure shared memory: System V, POSIX, and a shared library's pages."""
 
 
-def _quiet_on_closed_pipe():
-    """Our reader went away (`shmkit ... | head -1`): stop quietly with status 0, as well-behaved tools
-    do. stdout is pointed at /dev/null first, so that Python's flush at exit cannot fail again
-    (the Python docs, "Note on SIGPIPE")."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(0)
-
-
 def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
@@ -66,10 +58,10 @@ def main(argv=None):
         code = cli.main(args=args, prog_name="shmkit", standalone_mode=False)
         sys.stdout.flush()
     except BrokenPipeError:
-        _quiet_on_closed_pipe()
+        quiet_on_closed_pipe()
     except SystemExit as err:
         if isinstance(err.__context__, BrokenPipeError):  # click turns EPIPE into exit 1
-            _quiet_on_closed_pipe()
+            quiet_on_closed_pipe()
         raise
     except click.UsageError as err:
         # one line, as for every other bad input (click would add the usage and a hint)

@@ -124,14 +124,14 @@ def run_bench(sizes=DEFAULT_SIZES, mechs=ALL, repeat=None, pin=None, huge=False,
     # private IPC namespace and /dev/shm where one can be made, so that no kill can leave one behind.
     run = run_isolated("toolkit.measure.bench:_measure", progress, work=max(sizes), sizes=sizes, mechs=list(mechs),
                        repeat=repeat, huge=huge, library=library)
-    rows, notes = run.result
+    rows, notes = run.result["rows"], run.result["notes"]
     notes = [f"objects made {run.where}", PHASES_NOTE] + notes
     result = BenchResult(machine_info(pin, huge, vm.touch_method()), tuple(rows), (), tuple(notes))
     return BenchResult(result.machine, result.rows, tuple(findings(result)), result.notes)
 
 
-def _measure(sizes, mechs, repeat, huge, library, progress) -> tuple:
-    """The measurement itself: (rows, notes). Runs wherever run_bench put it."""
+def _measure(sizes, mechs, repeat, huge, library, progress) -> dict:
+    """The measurement itself: {"rows": [BenchRow], "notes": [str]}. Runs wherever run_bench put it."""
     notes = []
     rows = []
     explicit = [m for m in mechs if m in EXPLICIT]
@@ -153,7 +153,7 @@ def _measure(sizes, mechs, repeat, huge, library, progress) -> tuple:
             rows += _library_rows(library, repeat or 20, peer, notes)
             done += 1
     progress("done", total, total)
-    return rows, notes
+    return {"rows": rows, "notes": notes}
 
 
 def _library_rows(library, n, peer, notes):

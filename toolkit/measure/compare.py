@@ -65,7 +65,7 @@ def lifetime_facts(names, progress=None) -> dict:
     return out
 
 
-def _isolated_part(names, size, repeat, progress) -> tuple:
+def _isolated_part(names, size, repeat, progress) -> dict:
     """What compare measures with objects named for a while or created by the hundred: lifetime facts
     and the setup-cost loops."""
     progress("lifetime: objects made by a peer that exits")
@@ -74,7 +74,7 @@ def _isolated_part(names, size, repeat, progress) -> tuple:
     for name in names:
         progress(f"{name}: setup cost")
         setups[name] = measure_explicit(name, size, repeat, progress=progress)
-    return facts, setups
+    return {"lifetime": facts, "setup": setups}
 
 
 def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None, repeat: int = 5,
@@ -159,7 +159,7 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
 
     run = run_isolated("toolkit.measure.compare:_isolated_part", progress, work=size, env=env,
                        names=list(EXPLICIT), size=size, repeat=repeat)
-    facts, setups = run.result
+    facts, setups = run.result["lifetime"], run.result["setup"]
     notes.append(f"lifetime and setup cost measured {run.where}")
     notes.append(PHASES_NOTE)
     lib_setup = measure_library(path, repeat)

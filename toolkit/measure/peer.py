@@ -28,11 +28,9 @@ def time_limit(work_bytes: int = 0) -> float:
 
 
 def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0].decode()
-    except (OSError, IndexError):
-        return "?"
+    from toolkit.proc.fs import default_fs
+
+    return default_fs().state_letter(pid) or "?"
 
 
 class Peer:

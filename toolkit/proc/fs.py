@@ -59,14 +59,25 @@ class ProcFS:
             return NotFound(f"{where} does not exist")
         return err
 
-    def task_state(self, pid) -> str | None:
-        """'zombie', 'kernel thread', 'running' (anything else), or None when the process is gone."""
+    def _stat_fields(self, pid) -> list:
+        """The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses)."""
         try:
             with open(self.path(pid, "stat"), "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
+                return f.read().rpartition(b")")[2].split()
         except OSError:
+            return []
+
+    def state_letter(self, pid) -> str | None:
+        """The kernel's one-letter state (R, S, D, T, t, Z, ...), or None when the process is gone."""
+        fields = self._stat_fields(pid)
+        return fields[0].decode() if fields else None
+
+    def task_state(self, pid) -> str | None:
+        """'zombie', 'kernel thread', 'running' (anything else), or None when the process is gone."""
+        fields = self._stat_fields(pid)
+        if not fields:
             return None
-        if fields and fields[0] in (b"Z", b"X"):
+        if fields[0] in (b"Z", b"X"):
             return "zombie"
         if len(fields) > 6 and int(fields[6]) & PF_KTHREAD:
             return "kernel thread"
