@@ -649,3 +649,50 @@ class FootprintReport(NamedTuple):
     def totals(self) -> dict:
         keys = ("rss", "pss", "uss", "swap", "swap_pss")
         return {k: sum(getattr(p, k) for p in self.processes) for k in keys}
+
+
+# ------------------------------------------------------------------ the ledger (measure/ledger.py)
+
+
+class CgroupUse(NamedTuple):
+    cgroup: Optional[str]  # the path in the memory hierarchy; None where the process's cgroup is unknown
+    processes: int
+    pss_bytes: dict  # kind -> bytes (hugetlb: Shared_Hugetlb + Private_Hugetlb, which smaps keeps out of Pss)
+    memory_stat: Optional[dict]  # what the kernel charges the cgroup, by the hierarchy's own names
+    charged_bytes: Optional[dict]  # kind -> bytes of shared objects' pages charged to it (root only)
+
+
+class LedgerObject(NamedTuple):
+    kind: str  # sysv, posix, memfd, tmpfs, library_text, library_data
+    name: str
+    shmid: Optional[int]
+    size_bytes: Optional[int]
+    processes: int
+    rss_sum_bytes: int
+    pss_sum_bytes: int
+    physical_bytes: Optional[int]  # distinct PFNs (root)
+    saved_bytes: Optional[int]  # Rss sum - physical: what sharing saves
+    used_by: tuple  # ((cgroup, pss bytes), ...)
+    charged_to: Optional[tuple]  # ((cgroup, bytes), ...) from /proc/kpagecgroup (root)
+    device: Optional[str] = None
+    inode: Optional[int] = None
+    ipc_namespace: Optional[str] = None
+
+
+class LibraryCopies(NamedTuple):
+    name: str
+    build_id: str
+    files: int
+    extra_bytes: int  # what the copies cost beyond one
+    paths: tuple
+
+
+class Ledger(NamedTuple):
+    cgroup_version: Optional[int]
+    cgroups: tuple  # of CgroupUse
+    objects: tuple  # of LedgerObject
+    library_copies: tuple  # of LibraryCopies
+    privileged: bool
+    complete: bool
+    notes: tuple = ()
+

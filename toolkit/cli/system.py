@@ -38,8 +38,9 @@ def segments(as_json, root):
 @click.option("--all", "all_", is_flag=True, help="Every process (the default when no PID is given).")
 @click.option("--user", default=None, help="Only processes of this user (name or uid).")
 @click.option("--match", default=None, metavar="PATTERN", help="Only processes whose command line matches this regular expression.")
-@click.option("--by", type=click.Choice(["process", "user", "kind", "library"]), default="process", show_default=True,
-              help="One row per process, per user, per kind of memory (System V, POSIX, library text, ...) or per library.")
+@click.option("--by", type=click.Choice(["process", "user", "kind", "library", "cgroup", "object"]), default="process",
+              show_default=True, help="One row per process, user, kind of memory (System V, POSIX, library text, ...), "
+              "library, cgroup (used against charged), or shared object (who maps it, who pays).")
 @click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True,
               help="Order of the process rows (largest first for sizes).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
@@ -59,6 +60,18 @@ def footprint(pids, all_, user, match, by, sort, as_json, root):
             re.compile(match)
         except re.error as err:
             raise click.BadParameter(str(err), param_hint="--match") from None
+    if by in ("cgroup", "object"):
+        from toolkit.measure.ledger import scan_ledger
+        from toolkit.report import ledger
+
+        if user or match:
+            raise click.UsageError(f"--by {by} covers every process: --user and --match do not apply")
+        led = scan_ledger(_fs(root), pids or None)
+        if as_json:
+            click.echo(json.dumps(ledger.to_json(led, by), indent=2))
+        else:
+            ledger.render(led, by, console())
+        return
     r = scan_footprint(pids, user, match, by, fs=_fs(root))
     if as_json:
         click.echo(json.dumps(report.footprint_to_json(r, by), indent=2))

@@ -383,3 +383,44 @@ def _decode_relr(words, width):
                 i += 1
             where += bits * width
     return out
+
+
+PT_NOTE, NT_GNU_BUILD_ID = 4, 3
+
+
+def read_build_id(path: str, fs=None):
+    """The GNU build-id of an ELF file (hex), from its PT_NOTE segments; None where there is none or the
+    file cannot be read. Read through the gateway's host root, so a recorded host works too."""
+    if fs is not None:
+        path = fs.host_path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or len(head) < 64:
+                return None
+            cls, e = (32 if head[4] == 1 else 64), ("<" if head[5] == 1 else ">")
+            if cls == 64:
+                phoff, phentsize, phnum = struct.unpack_from(e + "Q", head, 32)[0], *struct.unpack_from(e + "HH", head, 54)
+            else:
+                phoff, phentsize, phnum = struct.unpack_from(e + "I", head, 28)[0], *struct.unpack_from(e + "HH", head, 42)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            for i in range(phnum):
+                v = struct.unpack_from(e + _PHDR[cls], table, i * phentsize)
+                p_type, off, size = v[0], (v[2] if cls == 64 else v[1]), (v[5] if cls == 64 else v[4])
+                if p_type != PT_NOTE or size > 1 << 16:
+                    continue
+                f.seek(off)
+                notes = f.read(size)
+                pos = 0
+                while pos + 12 <= len(notes):
+                    namesz, descsz, ntype = struct.unpack_from(e + "III", notes, pos)
+                    name_at = pos + 12
+                    desc_at = name_at + (namesz + 3) // 4 * 4
+                    if ntype == NT_GNU_BUILD_ID and notes[name_at:name_at + namesz] == b"GNU\0":
+                        return notes[desc_at:desc_at + descsz].hex()
+                    pos = desc_at + (descsz + 3) // 4 * 4
+    except (OSError, struct.error):
+        return None
+    return None
+

@@ -45,17 +45,28 @@ def _runs(sorted_pfns):
         yield run_start, prev - run_start + 1
 
 
-def read_kpagecount(pfns, fs: ProcFS | None = None) -> dict:
-    """How many times each physical page is mapped. Needs root; sorted, one read per contiguous run."""
+def _read_per_pfn(name, pfns, fs) -> dict:
+    """One 64-bit word per PFN from /proc/kpagecount or /proc/kpagecgroup: sorted, one read per
+    contiguous run."""
     fs = fs or default_fs()
     wanted = sorted({p for p in pfns if p is not None})
     runs = list(_runs(wanted))
-    blobs = fs.read_at(("kpagecount",), [(start * _ENTRY, count * _ENTRY) for start, count in runs])
-    counts = {}
+    blobs = fs.read_at((name,), [(start * _ENTRY, count * _ENTRY) for start, count in runs])
+    out = {}
     for (start, count), blob in zip(runs, blobs):
         for i, value in enumerate(struct.unpack(f"<{len(blob) // _ENTRY}Q", blob)):
-            counts[start + i] = value
-    return counts
+            out[start + i] = value
+    return out
+
+
+def read_kpagecount(pfns, fs: ProcFS | None = None) -> dict:
+    """How many times each physical page is mapped. Needs root."""
+    return _read_per_pfn("kpagecount", pfns, fs)
+
+
+def read_kpagecgroup(pfns, fs: ProcFS | None = None) -> dict:
+    """The inode of the memory cgroup each physical page is charged to (0: none). Needs root; Linux 4.3."""
+    return _read_per_pfn("kpagecgroup", pfns, fs)
 
 
 def probe_pfns_visible(fs: ProcFS | None = None) -> bool:

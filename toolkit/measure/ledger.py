@@ -1,0 +1,209 @@
+"""The shared-memory ledger: who uses it (Pss, by cgroup and by object) and who pays for it (the cgroup
+the kernel charged each page to: the one that first faulted it in, Documentation/admin-guide/cgroup-v2.rst,
+"Memory Ownership").
+
+One pass over every readable process's smaps gives both views: `--by cgroup` (Pss split by kind, beside
+the cgroup's memory.stat and, as root, the bytes of shared objects charged to it) and `--by object` (each
+System V segment, POSIX object, memfd, other tmpfs file, and each library's text and data, with who maps
+it, its physical pages and who is charged for them).
+"""
+from __future__ import annotations
+
+import os
+
+from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
+from toolkit.measure.system import _completeness, _pool_map, classify
+from toolkit.proc.access import read_access
+from toolkit.proc.cgroup import inode_paths, memory_hierarchy, memory_stat, process_cgroup
+from toolkit.proc.fs import ProcFS, default_fs
+from toolkit.proc.maps import read_smaps
+from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecgroup, read_pagemap
+from toolkit.proc.system import read_sysvipc_shm
+from toolkit.records import CgroupUse, Ledger, LedgerObject, LibraryCopies
+
+KINDS = ("anon", "sysv", "posix", "memfd", "tmpfs", "library_text", "library_data", "other_file", "hugetlb")
+SHARED_KINDS = ("sysv", "posix", "memfd", "tmpfs", "library_text", "library_data")
+_FROM_CLASSIFY = {"sysv": "sysv", "posix": "posix", "memfd": "memfd", "library text": "library_text",
+                  "library data": "library_data", "other file": "other_file"}
+
+
+def _tmpfs_devices(fs: ProcFS, pid) -> set:
+    """Device numbers ("00:1b", as maps prints them) of the tmpfs mounts the process sees."""
+    out = set()
+    try:
+        text = fs.read_text(pid, "mountinfo")
+    except ShmkitError:
+        return out
+    for line in text.splitlines():
+        pre, _, post = line.partition(" - ")
+        f, p = pre.split(), post.split()
+        if len(f) > 2 and p and p[0] == "tmpfs":
+            major, _, minor = f[2].partition(":")
+            out.add(f"{int(major):02x}:{int(minor):02x}")
+    return out
+
+
+def _ns(fs: ProcFS, pid, kind) -> str | None:
+    try:
+        return os.readlink(fs.path(pid, "ns", kind))
+    except OSError:
+        return None
+
+
+def _process(fs: ProcFS, h, pid):
+    """(pid, data or None, error kind): smaps, cgroup and namespaces of one process."""
+    try:
+        entries = read_smaps(pid, fs)
+        if not entries:
+            return pid, None, "empty"  # a kernel thread or a zombie: no address space
+        cg = process_cgroup(pid, h, fs) if h else None
+    except AccessDenied:
+        return pid, None, "denied"
+    except (NoSuchProcess, NotFound):
+        return pid, None, "vanished"
+    return pid, (entries, cg, _ns(fs, pid, "ipc"), _ns(fs, pid, "mnt")), None
+
+
+def _object_key(kind, m, ipc_ns):
+    if kind == "sysv":
+        return ("sysv", ipc_ns, m.inode)  # a shmid is unique only within its IPC namespace
+    return (kind, m.device, m.inode)
+
+
+def scan_ledger(fs: ProcFS | None = None, pids=None, privileged=None) -> Ledger:
+    """Every readable process, joined into cgroups and shared objects."""
+    from toolkit.proc.process import list_pids
+
+    fs = fs or default_fs()
+    h = memory_hierarchy(fs)
+    candidates = list(pids) if pids else list_pids(fs)
+    me = os.getpid() if not fs.recorded else None
+    results = _pool_map(lambda p: _process(fs, h, p), [p for p in candidates if p != me])
+    denied = [pid for pid, _, err in results if err == "denied"]
+    complete, notes = _completeness(fs, denied, len(candidates))
+    if privileged is None:
+        privileged = read_access(fs).privileged
+    tmpfs_by_ns = {}
+    groups, objects = {}, {}
+    for pid, data, err in results:
+        if data is None:
+            continue
+        entries, cg, ipc_ns, mnt_ns = data
+        if mnt_ns not in tmpfs_by_ns:
+            tmpfs_by_ns[mnt_ns] = _tmpfs_devices(fs, pid)
+        tmpfs = tmpfs_by_ns[mnt_ns]
+        g = groups.setdefault(cg, {"pids": set(), "pss": dict.fromkeys(KINDS, 0)})
+        g["pids"].add(pid)
+        for e, k in zip(entries, classify(entries)):
+            m = e.mapping
+            kind = _FROM_CLASSIFY.get(k, "anon")
+            if kind == "other_file" and m.device in tmpfs and m.shared:
+                kind = "tmpfs"  # a shared mapping of a file on some other tmpfs
+            g["pss"][kind] += e.get("Pss", 0)
+            huge = e.get("Shared_Hugetlb", 0) + e.get("Private_Hugetlb", 0)  # outside Rss and Pss
+            g["pss"]["hugetlb"] += huge
+            if kind in SHARED_KINDS and m.inode:
+                o = objects.setdefault(_object_key(kind, m, ipc_ns), {
+                    "kind": kind, "name": m.path, "maps": [], "ipc_ns": ipc_ns, "mnt_ns": mnt_ns})
+                o["maps"].append((pid, cg, m, e.get("Rss", 0) + huge, e.get("Pss", 0) + huge))
+    charged = _charges(fs, h, objects, privileged)
+    sysv_sizes = _sysv_sizes(fs)
+    own_ipc = _ns(fs, "self", "ipc")
+    out_objects = []
+    for key, o in objects.items():
+        procs = {pid for pid, *_ in o["maps"]}
+        used = {}
+        for _pid, cg, _m, _rss, pss in o["maps"]:
+            used[cg] = used.get(cg, 0) + pss
+        size = (sysv_sizes.get(key[2]) if o["kind"] == "sysv" and o["ipc_ns"] == own_ipc else
+                max(sum(m.size for p, _c, m, *_ in o["maps"] if p == pid) for pid in procs))
+        phys = charged.get(key, {}).get("physical")
+        rss_sum = sum(x[3] for x in o["maps"])
+        out_objects.append(LedgerObject(
+            kind=o["kind"], name=o["name"], shmid=key[2] if o["kind"] == "sysv" else None,
+            size_bytes=size, processes=len(procs), rss_sum_bytes=rss_sum, pss_sum_bytes=sum(x[4] for x in o["maps"]),
+            physical_bytes=phys, saved_bytes=(rss_sum - phys) if phys is not None else None,
+            used_by=tuple(sorted(used.items(), key=lambda kv: -kv[1])),
+            charged_to=tuple(sorted(charged[key]["to"].items(), key=lambda kv: -kv[1])) if key in charged else None,
+            device=None if o["kind"] == "sysv" else key[1], inode=key[2], ipc_namespace=o["ipc_ns"]))
+    out_objects.sort(key=lambda o: -o.pss_sum_bytes)
+    cgroups = []
+    for cg, g in groups.items():
+        by_kind = {}
+        if charged:
+            for key, c in charged.items():
+                kind = objects[key]["kind"]
+                if cg in c["to"]:
+                    by_kind[kind] = by_kind.get(kind, 0) + c["to"][cg]
+        cgroups.append(CgroupUse(
+            cgroup=cg, processes=len(g["pids"]), pss_bytes=g["pss"],
+            memory_stat=memory_stat(cg, h, fs) if (h and cg is not None) else None,
+            charged_bytes=by_kind if privileged and charged is not None else None))
+    cgroups.sort(key=lambda c: -sum(v for k, v in c.pss_bytes.items() if k != "hugetlb"))
+    if not privileged:
+        notes += ("physical pages and the cgroup charged for them need root (pagemap PFNs, /proc/kpagecgroup)",)
+    return Ledger(h.version if h else None, tuple(cgroups), tuple(out_objects), library_copies(out_objects, fs),
+                  privileged, complete, notes)
+
+
+def _sysv_sizes(fs) -> dict:
+    try:
+        return {s.shmid: s.size for s in read_sysvipc_shm(fs)}
+    except ShmkitError:
+        return {}
+
+
+def _charges(fs, h, objects, privileged):
+    """{object key: {"physical": bytes, "to": {cgroup: bytes}}} from pagemap PFNs and /proc/kpagecgroup;
+    {} where PFNs cannot be read."""
+    if not privileged:
+        return {}
+    pfns_of = {}
+    for key, o in objects.items():
+        pfns = set()
+        for pid, _cg, m, _rss, _pss in o["maps"]:
+            try:
+                pfns.update(p for p in read_pagemap(pid, m.start, m.end, fs).pfns if p is not None)
+            except (NoSuchProcess, AccessDenied, NotFound):
+                continue
+        pfns_of[key] = pfns
+    every = set().union(*pfns_of.values()) if pfns_of else set()
+    try:
+        owner = read_kpagecgroup(every, fs) if every else {}
+    except (AccessDenied, NotFound):
+        owner = {}
+    paths = inode_paths(h, fs) if (h and owner) else {}
+    out = {}
+    for key, pfns in pfns_of.items():
+        to = {}
+        for p in pfns:
+            ino = owner.get(p)
+            if ino:
+                cg = paths.get(ino, f"(cgroup inode {ino})")
+                to[cg] = to.get(cg, 0) + PAGE_SIZE
+        out[key] = {"physical": len(pfns) * PAGE_SIZE, "to": to}
+    return out
+
+
+def library_copies(objects, fs) -> tuple:
+    """Libraries with the same content (build-id) mapped from different files, as two container images
+    ship them: the sharing they lose."""
+    from toolkit.elf.headers import read_build_id
+
+    by_id = {}
+    for o in objects:
+        if o.kind != "library_text":
+            continue
+        bid = read_build_id(o.name, fs)
+        if bid:
+            by_id.setdefault(bid, []).append(o)
+    out = []
+    for bid, copies in by_id.items():
+        files = {(c.device, c.inode) for c in copies}
+        if len(files) < 2:
+            continue
+        cost = [c.physical_bytes if c.physical_bytes is not None else max(c.rss_sum_bytes // max(c.processes, 1), 0)
+                for c in copies]
+        out.append(LibraryCopies(os.path.basename(copies[0].name), bid, len(files), sum(cost) - max(cost),
+                                 tuple(c.name for c in copies)))
+    return tuple(sorted(out, key=lambda c: -c.extra_bytes))

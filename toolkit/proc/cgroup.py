@@ -1,0 +1,101 @@
+"""Memory cgroups through the gateway: which cgroup a process is in, the hierarchy's mount, what the
+kernel charges a cgroup (memory.stat), and the cgroup directory behind an inode (/proc/kpagecgroup).
+
+v1 and v2 differ in names (Documentation/admin-guide/cgroup-v1/memory.rst, cgroup-v2.rst): v1 `rss`,
+`cache`, `shmem`, `mapped_file` (hierarchical as `total_*`); v2 `anon`, `file`, `shmem`, `file_mapped`.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Optional
+
+from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
+from toolkit.proc.fs import ProcFS, default_fs
+
+V1_FIELDS = ("rss", "cache", "shmem", "mapped_file")
+V2_FIELDS = ("anon", "file", "shmem", "file_mapped")
+
+
+class Hierarchy(NamedTuple):
+    version: int  # 1: the v1 memory controller; 2: the unified hierarchy
+    mount: str  # where it is mounted (a host path)
+    root: str  # the part of the hierarchy that mount shows ("/" but in a cgroup namespace)
+
+
+def _mounts(fs: ProcFS):
+    try:
+        text = fs.read_text("self", "mountinfo")
+    except ShmkitError:
+        return
+    for line in text.splitlines():
+        pre, _, post = line.partition(" - ")
+        f, p = pre.split(), post.split()
+        if len(f) > 4 and p:
+            yield f[3], f[4], p[0], (p[2].split(",") if len(p) > 2 else [])
+
+
+def memory_hierarchy(fs: ProcFS | None = None) -> Optional[Hierarchy]:
+    """The hierarchy that accounts memory here: the v1 memory controller if mounted, else cgroup2."""
+    fs = fs or default_fs()
+    v2 = None
+    for root, point, fstype, opts in _mounts(fs):
+        if fstype == "cgroup" and "memory" in opts:
+            return Hierarchy(1, point, root)
+        if fstype == "cgroup2" and v2 is None:
+            v2 = Hierarchy(2, point, root)
+    return v2
+
+
+def process_cgroup(pid, h: Hierarchy, fs: ProcFS | None = None) -> Optional[str]:
+    """The process's cgroup in that hierarchy, from /proc/PID/cgroup ("/system.slice/x.service")."""
+    fs = fs or default_fs()
+    for line in fs.read_text(pid, "cgroup").splitlines():
+        _hid, ctrls, path = line.split(":", 2)
+        if (h.version == 1 and "memory" in ctrls.split(",")) or (h.version == 2 and _hid == "0" and ctrls == ""):
+            return path
+    return None
+
+
+def cgroup_dir(path: str, h: Hierarchy) -> Optional[str]:
+    """The host folder of a cgroup path (None where the mount does not show it)."""
+    root = h.root.rstrip("/")
+    if root and not (path == root or path.startswith(root + "/")):
+        return None
+    return os.path.join(h.mount, path[len(root):].lstrip("/"))
+
+
+def memory_stat(path: str, h: Hierarchy, fs: ProcFS | None = None) -> Optional[dict]:
+    """What the kernel charges the cgroup, in bytes, by the hierarchy's own names; None if unreadable.
+    v1 gives the hierarchical totals (as v2 does), under the plain names."""
+    fs = fs or default_fs()
+    d = cgroup_dir(path, h)
+    if d is None:
+        return None
+    try:
+        text = fs.host_read_text(os.path.join(d, "memory.stat"))
+    except (AccessDenied, NotFound, NoSuchProcess):
+        return None
+    raw = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        if v.strip().isdigit():
+            raw[k] = int(v)
+    if h.version == 1:
+        return {k: raw.get("total_" + k, raw.get(k)) for k in V1_FIELDS if ("total_" + k) in raw or k in raw}
+    return {k: raw[k] for k in V2_FIELDS if k in raw}
+
+
+def inode_paths(h: Hierarchy, fs: ProcFS | None = None) -> dict:
+    """{inode of a cgroup's folder: its cgroup path}: what /proc/kpagecgroup's numbers name."""
+    fs = fs or default_fs()
+    base = fs.host_path(h.mount)
+    out = {}
+    root = h.root.rstrip("/")
+    for dirpath, _dirs, _files in os.walk(base):
+        try:
+            ino = os.stat(dirpath).st_ino
+        except OSError:
+            continue
+        rel = os.path.relpath(dirpath, base)
+        out[ino] = (root + "/" + rel) if rel != "." else (root or "/")
+    return out

@@ -1,0 +1,97 @@
+"""`footprint --by cgroup` and `--by object`: who uses shared memory and who pays for it."""
+from __future__ import annotations
+
+from toolkit.report.view import Column, View, escape, raw_hex, render as render_view
+from toolkit.units import human_bytes
+
+SHORT = {"anon": "anon", "sysv": "sysv", "posix": "posix", "memfd": "memfd", "tmpfs": "tmpfs",
+         "library_text": "lib text", "library_data": "lib data", "other_file": "file", "hugetlb": "hugetlb"}
+
+
+def to_json(led, by) -> dict:
+    if by == "cgroup":
+        return {"by": "cgroup", "cgroup_version": led.cgroup_version, "privileged": led.privileged,
+                "complete": led.complete, "notes": list(led.notes),
+                "groups": [{"cgroup": c.cgroup, "processes": c.processes, "pss_bytes": dict(c.pss_bytes),
+                            "memory_stat": c.memory_stat, "charged_bytes": c.charged_bytes} for c in led.cgroups]}
+    return {"by": "object", "privileged": led.privileged, "complete": led.complete, "notes": list(led.notes),
+            "objects": [{
+                "kind": o.kind, "name": escape(o.name), "name_hex": raw_hex(o.name), "shmid": o.shmid,
+                "size_bytes": o.size_bytes, "processes": o.processes, "rss_sum_bytes": o.rss_sum_bytes,
+                "pss_sum_bytes": o.pss_sum_bytes, "physical_bytes": o.physical_bytes, "saved_bytes": o.saved_bytes,
+                "used_by": [{"cgroup": cg, "pss_bytes": b} for cg, b in o.used_by],
+                "charged_to": None if o.charged_to is None else [{"cgroup": cg, "bytes": b} for cg, b in o.charged_to],
+                "ipc_namespace": o.ipc_namespace} for o in led.objects],
+            "library_copies": [{"name": c.name, "build_id": c.build_id, "files": c.files, "extra_bytes": c.extra_bytes,
+                                "paths": list(c.paths)} for c in led.library_copies]}
+
+
+def _hb(n):
+    return human_bytes(n) if n is not None else "-"
+
+
+def _shared_use(c) -> int:
+    return sum(c.pss_bytes.get(k, 0) for k in ("sysv", "posix", "memfd", "tmpfs"))
+
+
+def _charged_shared(c):
+    if c.charged_bytes is None:
+        return None
+    return sum(c.charged_bytes.get(k, 0) for k in ("sysv", "posix", "memfd", "tmpfs"))
+
+
+def _why(c) -> str:
+    """Where "used" (Pss) and "charged" (first touch) differ, and why."""
+    used, paid = _shared_use(c), _charged_shared(c)
+    if paid is None or max(used, paid) < 1 << 20:
+        return ""
+    if paid > 1.5 * used:
+        return "pays for shared pages others use too: it touched them first"
+    if used > 1.5 * paid:
+        return "uses shared pages charged to another cgroup, which touched them first"
+    return ""
+
+
+def cgroup_view(led) -> View:
+    shm_stat = "shmem"
+    cols = (
+        Column("cgroup", lambda c: c.cgroup if c.cgroup is not None else "?", text=True),
+        Column("procs", lambda c: c.processes, right=True),
+        *[Column(SHORT[k], lambda c, k=k: c.pss_bytes.get(k, 0), _hb, key=k, right=True,
+                 optional={"anon": 0, "sysv": 0, "posix": 0}.get(k, 9 - i))
+          for i, k in enumerate(("anon", "sysv", "posix", "memfd", "tmpfs", "library_text", "library_data",
+                                 "other_file", "hugetlb"))],
+        Column("charged shmem", lambda c: (c.memory_stat or {}).get(shm_stat), _hb, key="memory_stat_shmem", right=True),
+        Column("charged shared", _charged_shared, _hb, key="charged_shared", right=True, optional=1),
+        Column("note", _why, text=True),
+    )
+    notes = ("Pss by kind: what the processes of each cgroup use; charged: what the kernel bills the cgroup "
+             "(memory.stat shmem) and, as root, the shared objects' pages charged to it (/proc/kpagecgroup). "
+             "A shmem or page-cache page is charged to the cgroup that first touched it.",) + led.notes
+    return View(f"shared memory by cgroup (v{led.cgroup_version or '?'})", cols, list(led.cgroups), notes)
+
+
+def _cgroups(pairs) -> str:
+    total = sum(b for _, b in pairs) or 1
+    return ", ".join(f"{cg or '?'} {100 * b / total:.0f}%" for cg, b in pairs) or "-"
+
+
+def object_view(led) -> View:
+    cols = (
+        Column("kind", lambda o: o.kind),
+        Column("name", lambda o: o.name, text=True, ident=True),
+        Column("procs", lambda o: o.processes, right=True),
+        Column("Rss sum", lambda o: o.rss_sum_bytes, _hb, key="rss_sum_bytes", right=True),
+        Column("Pss sum", lambda o: o.pss_sum_bytes, _hb, key="pss_sum_bytes", right=True),
+        Column("physical", lambda o: o.physical_bytes, _hb, key="physical_bytes", right=True),
+        Column("saved", lambda o: o.saved_bytes, _hb, key="saved_bytes", right=True, optional=2),
+        Column("used by", lambda o: _cgroups(o.used_by), text=True, optional=1),
+        Column("charged to", lambda o: _cgroups(o.charged_to) if o.charged_to is not None else None, text=True),
+    )
+    notes = tuple(f"{c.name}: {c.files} copies from {c.files} files, {human_bytes(c.extra_bytes)} more than one copy "
+                  f"would cost (build-id {c.build_id[:12]})" for c in led.library_copies) + led.notes
+    return View(f"shared objects ({len(led.objects)})", cols, list(led.objects), notes)
+
+
+def render(led, by, console) -> None:
+    render_view(cgroup_view(led) if by == "cgroup" else object_view(led), console)
