@@ -74,3 +74,26 @@ def run_as_nobody(nobody_env, *args, timeout=120):
     return subprocess.run([nobody_env["python"], "-m", "toolkit", *args], env=nobody_env["env"],
                           user=NOBODY, group=NOBODY, extra_groups=[], cwd=nobody_env["cwd"],
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def reserved_hugepages():
+    """Reserve a few huge pages for one test, and give them back (vm.nr_hugepages restored in finally)."""
+    from toolkit.proc.system import read_meminfo
+
+    path = "/proc/sys/vm/nr_hugepages"
+    if not is_root:
+        pytest.skip("reserving huge pages needs root")
+    before = open(path).read().strip()
+    try:
+        with open(path, "w") as f:
+            f.write(str(int(before) + 4))
+    except OSError as err:
+        pytest.skip(f"this machine does not let us reserve huge pages: {err}")
+    try:
+        if read_meminfo().get("HugePages_Free", 0) < 2:
+            pytest.skip("the kernel could not find memory for huge pages")
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(before)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, is_root, run_shmkit
+from conftest import REPO, run_shmkit
 from toolkit.errors import BadInput, LimitExceeded
 from toolkit.measure.bench import run_bench
 from toolkit.measure.setup import PHASES, SECOND_PHASES
@@ -100,27 +100,6 @@ def test_hugepages_refused_when_none_reserved():
         pytest.skip("this machine has huge pages reserved; the refusal path cannot be shown")
     r = run_shmkit("bench", "--hugepages", "--sizes", "2M", "--mechanisms", "sysv")
     assert r.returncode == 1 and "no huge pages are reserved" in r.stderr and "Traceback" not in r.stderr
-
-
-@pytest.fixture
-def reserved_hugepages():
-    """Reserve a few 2 MiB huge pages for one test, and give them back."""
-    path = "/proc/sys/vm/nr_hugepages"
-    if not is_root:
-        pytest.skip("reserving huge pages needs root")
-    before = open(path).read().strip()
-    try:
-        with open(path, "w") as f:
-            f.write(str(int(before) + 4))
-    except OSError as err:
-        pytest.skip(f"this machine does not let us reserve huge pages: {err}")
-    try:
-        if read_meminfo().get("HugePages_Free", 0) < 2:
-            pytest.skip("the kernel could not find memory for huge pages")
-        yield
-    finally:
-        with open(path, "w") as f:
-            f.write(before)
 
 
 def test_hugepages_run(reserved_hugepages):

@@ -120,3 +120,27 @@ def test_ledger_as_nobody_says_what_it_cannot_read(nobody_env):
     d = json.loads(r.stdout)
     assert all(g["charged_bytes"] is None for g in d["groups"])
     assert any("need root" in n for n in d["notes"])
+
+
+def test_hugetlb_segments_get_their_real_size(reserved_hugepages):
+    """SHM_HUGETLB pages are outside smaps' Rss and Pss: every view counts them from the Hugetlb fields."""
+    from toolkit.proc.system import read_meminfo
+
+    huge = read_meminfo()["Hugepagesize"]
+    sysv = mechanisms.get("sysv")
+    handle = sysv.new_handle(huge, huge=True)
+    hold = sysv.create_marked(handle)
+    try:
+        with Peer() as p:
+            p.call("attach", region="h", handle=handle.to_json())
+            sysv.detach(hold)
+            p.call("touch", region="h", write=True, work=huge)
+            d = json.loads(run_shmkit("footprint", "--json", str(p.pid)).stdout)
+            assert d["processes"][0]["hugetlb_bytes"] == huge
+            led = scan_ledger(pids=[p.pid])
+            assert sum(g.pss_bytes["hugetlb"] for g in led.cgroups) == huge
+            seg = next(o for o in led.objects if o.kind == "sysv" and o.shmid == handle.shmid)
+            assert seg.rss_sum_bytes == huge and seg.size_bytes == huge
+    finally:
+        sysv.detach(hold)
+        sysv.destroy(handle)

@@ -621,6 +621,7 @@ class ProcessMemory(NamedTuple):
     swap: int
     swap_pss: int
     by_kind: Optional[dict] = None  # kind -> {"rss", "pss", "uss"}
+    hugetlb: int = 0  # Shared_Hugetlb + Private_Hugetlb: huge pages, which Rss and Pss leave out
 
 
 class LibraryUse(NamedTuple):

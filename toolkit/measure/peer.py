@@ -161,6 +161,12 @@ class Peer:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def describe_call(op: str, args: dict) -> str:
     region = args.get("region")

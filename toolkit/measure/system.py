@@ -347,6 +347,7 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
             pid=pid, command=cmd, user=owner_name(uid), rss=fields.get("Rss", 0), pss=fields.get("Pss", 0),
             uss=fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0), swap=fields.get("Swap", 0),
             swap_pss=fields.get("SwapPss", 0), by_kind=by_kind,
+            hugetlb=fields.get("Shared_Hugetlb", 0) + fields.get("Private_Hugetlb", 0),
         ))
     if privileged is None:
         privileged = read_access(fs).privileged

@@ -116,6 +116,7 @@ def footprint_to_json(r, by) -> dict:
     d = {
         "processes": [{"pid": p.pid, "command": p.command, "user": p.user, "rss_bytes": p.rss, "pss_bytes": p.pss,
                        "uss_bytes": p.uss, "swap_bytes": p.swap, "swap_pss_bytes": p.swap_pss,
+                       "hugetlb_bytes": p.hugetlb,
                        **({"by_kind": p.by_kind} if p.by_kind is not None else {})} for p in r.processes],
         "totals": {f"{k}_bytes": v for k, v in r.totals().items()},
         "unreadable": r.unreadable, "denied": r.denied, "vanished": r.vanished, "kernel_threads": r.kernel_threads,
@@ -170,6 +171,8 @@ PROCESS_COLUMNS = (
     Column("swap", lambda p: p.swap, human_bytes, key="swap_bytes", right=True, total=_sum("swap"), optional=3),
     Column("SwapPss", lambda p: p.swap_pss, human_bytes, key="swap_pss_bytes", right=True, total=_sum("swap_pss"),
            optional=4),
+    Column("hugetlb", lambda p: p.hugetlb, human_bytes, key="hugetlb_bytes", right=True, total=_sum("hugetlb"),
+           optional=5),
 )
 
 
