@@ -1,6 +1,7 @@
 """The ledger with real memory cgroups: cgroup A creates and touches a 64 MiB System V segment and a 64 MiB
 POSIX object, cgroup B maps and reads both. Who uses (Pss) is shared; who pays (the charge) is A."""
 import json
+import re
 import os
 import random
 import time
@@ -144,3 +145,60 @@ def test_hugetlb_segments_get_their_real_size(reserved_hugepages):
     finally:
         sysv.detach(hold)
         sysv.destroy(handle)
+
+
+# ------------------------------------------------------------------ every namespace, pinned memory
+
+
+def test_segments_of_another_ipc_namespace_and_dev_shm_mount_are_listed_with_their_attachers():
+    from toolkit.measure.sandbox import private_peer
+    from toolkit.measure.system import scan_segments
+
+    peer, why = private_peer()
+    if peer is None:
+        pytest.skip(f"no private namespace can be made here: {why}")
+    try:
+        handles = {}
+        for name in ("sysv", "posix"):
+            h = peer.call("create", handle=mechanisms.get(name).new_handle(1 << 20).to_json())["handle"]
+            peer.call("attach", region=name, handle=h)
+            handles[name] = h
+        ipc_ns, mnt_ns = os.readlink(f"/proc/{peer.pid}/ns/ipc"), os.readlink(f"/proc/{peer.pid}/ns/mnt")
+        r = scan_segments()
+        if os.geteuid() == 0:  # entering another IPC namespace needs CAP_SYS_ADMIN
+            seg = next(o for o in r.sysv if o.namespace == ipc_ns and o.shmid == handles["sysv"]["shmid"])
+            assert [a.pid for a in seg.attachers] == [peer.pid] and seg.size_bytes == 1 << 20
+        obj = next(o for o in r.posix if o.namespace == mnt_ns and "/" + o.name == handles["posix"]["name"])
+        assert [a.pid for a in obj.attachers] == [peer.pid]
+        where = next(d for d in r.dev_shm if d.namespace == mnt_ns)
+        assert where.where == f"/proc/{peer.pid}/root/dev/shm" and where.used_bytes >= 0 and not where.full
+        d = json.loads(run_shmkit("segments", "--json").stdout)
+        assert any(o["namespace"] == mnt_ns for o in d["posix"]) and len(d["dev_shm"]) >= 2
+    finally:
+        peer.close()  # the namespace, and everything in it, goes with it
+
+
+def test_pinned_memory_nobody_lists_is_found():
+    from toolkit.measure.system import scan_segments
+
+    posix, memfd = mechanisms.get("posix"), mechanisms.get("memfd")
+    with Peer() as p:
+        h = Handle.from_json(p.call("create", handle=posix.new_handle(2 << 20).to_json())["handle"])
+        p.call("attach", region="p", handle=h.to_json())
+        p.call("touch", region="p", write=True, work=2 << 20)
+        posix.mark(h)  # unlinked from /dev/shm, still mapped by the peer
+        m = p.call("create", handle=memfd.new_handle(3 << 20).to_json())["handle"]  # held by a descriptor only
+        r = scan_segments()
+        pinned = {(o.kind, o.device, o.inode): o for o in r.pinned}
+        shm = next(o for o in r.pinned if o.kind == "posix" and "/" + o.name == h.name)
+        assert [a.pid for a in shm.attachers] == [p.pid] and "still mapped" in shm.pinned
+        mem = next(o for o in r.pinned if o.kind == "memfd" and p.pid in [a.pid for a in o.attachers])
+        assert mem.size_bytes == 3 << 20 and "only by a descriptor" in mem.pinned
+        assert m["fd"] is not None and pinned
+        text = run_shmkit("export", "--prometheus").stdout
+        if r.complete:
+            assert re.search(r'^shmkit_pinned_objects\{reason="memfd held only by a descriptor"\} [1-9]', text, re.M)
+        else:
+            assert 'reason="memfd held only by a descriptor"' not in text and "shmkit_segments_complete 0" in text
+        table = run_shmkit("segments", env={**os.environ, "COLUMNS": "120"}).stdout
+        assert "pinned memory nobody lists or maps" in table and "only by a descriptor" in table

@@ -597,6 +597,21 @@ class SharedObject(NamedTuple):
     marked_for_removal: Optional[bool] = None
     device: Optional[str] = None
     inode: Optional[int] = None
+    namespace: Optional[str] = None  # System V: its IPC namespace; POSIX: the mount namespace of its /dev/shm
+    pinned: Optional[str] = None  # why its memory stays although nobody lists or maps it
+
+
+class DevShm(NamedTuple):
+    """One tmpfs mounted on /dev/shm (ours, or a container's seen through /proc/PID/root)."""
+
+    where: str  # /dev/shm or /proc/PID/root/dev/shm
+    namespace: Optional[str]  # mount namespace
+    device: str
+    size_bytes: Optional[int]
+    used_bytes: Optional[int]
+    fill: Optional[float]
+    full: bool
+    processes: tuple  # some pids that see it
 
 
 class SegmentsReport(NamedTuple):
@@ -609,6 +624,8 @@ class SegmentsReport(NamedTuple):
     remove_ipc_policy: Optional[str] = None
     notes: tuple = ()
     complete: bool = True  # every process's maps were read: "nothing maps it" can be said
+    dev_shm: tuple = ()  # of DevShm
+    pinned: tuple = ()  # of SharedObject: memory held although no listing shows it
 
 
 class ProcessMemory(NamedTuple):

@@ -21,16 +21,17 @@ from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, read_rollup, read_smaps, rollup_from_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
 from toolkit.proc.process import list_pids, read_identity
-from toolkit.proc.system import read_sysvipc_shm
+from toolkit.proc.system import parse_sysvipc_shm, read_sysvipc_shm
 from toolkit.records import (
     Attacher,
+    DevShm,
     FootprintReport,
     LibraryUse,
     ProcessMemory,
     SegmentsReport,
     SharedObject,
 )
-from toolkit.units import mode_string, owner_name
+from toolkit.units import human_bytes, mode_string, owner_name
 
 DEV_SHM = "/dev/shm"
 SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose IPC logind may remove
@@ -154,7 +155,16 @@ def _completeness(fs, denied_pids, processes) -> tuple:
     return not notes, tuple(notes)
 
 
+FULL_AT = 0.9  # a /dev/shm this full is flagged: the next shm_open + ftruncate may fail with ENOSPC or SIGBUS
+
+
+def _dev(st_dev) -> str:
+    return f"{os.major(st_dev):02x}:{os.minor(st_dev):02x}"
+
+
 def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
+    """Every System V segment of every IPC namespace in use, every POSIX object of every /dev/shm mount,
+    memfd and deleted-file mappings, pinned memory nobody lists, and who maps each now."""
     fs = fs or default_fs()
     me = read_access(fs).uid
     policy = remove_ipc_policy(fs)
@@ -162,15 +172,22 @@ def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
     results = _pool_map(lambda p: _shared_maps(fs, p), pids)
     denied = [pid for pid, _, err in results if err == "denied"]
     complete, notes = _completeness(fs, denied, len(pids))
-    by_shmid, by_devino, memfd, deleted = {}, {}, {}, {}
+    notes = list(notes)
+    own_ipc, own_mnt = fs.namespace("self", "ipc"), fs.namespace("self", "mnt")
+    ipc_of = {pid: fs.namespace(pid, "ipc") for pid, maps, err in results if err is None}
+    mnt_of = {pid: fs.namespace(pid, "mnt") for pid, maps, err in results if err is None}
+    by_shmid, by_devino, memfd, deleted, shm_deleted = {}, {}, {}, {}, {}
     for pid, maps, err in results:
         if not maps:
             continue
         for m in maps:
             if m.path.startswith("/SYSV"):
-                by_shmid.setdefault(m.inode, set()).add(pid)
+                by_shmid.setdefault((ipc_of.get(pid) or own_ipc, m.inode), set()).add(pid)
             elif m.path.startswith("/dev/shm/"):
                 by_devino.setdefault((m.device, m.inode), set()).add(pid)
+                if m.deleted:
+                    shm_deleted.setdefault((m.device, m.inode), [m.path, 0])[1] = max(
+                        shm_deleted.get((m.device, m.inode), [m.path, 0])[1], m.size)
             elif m.path.startswith("/memfd:"):
                 memfd.setdefault((m.device, m.inode, m.path), set()).add(pid)
             elif m.deleted and m.shared:
@@ -189,34 +206,105 @@ def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
         return dict(world_readable=bool(mode & 0o004), world_writable=bool(mode & 0o002), other_user=uid != me,
                     remove_ipc=(None if policy is None else bool(policy and uid > SYS_UID_MAX)))
 
-    sysv = []
-    for seg in read_sysvipc_shm(fs):
-        who = attachers(by_shmid.get(seg.shmid, ()))
-        sysv.append(SharedObject(
-            kind="sysv", name=f"0x{seg.key & 0xFFFFFFFF:08x}", size_bytes=seg.size, owner=owner_name(seg.uid),
-            mode=mode_string(seg.mode), attachers=who,
-            # the kernel's own count: an orphan whether or not we could read every process
-            orphan=seg.nattch == 0 and not seg.marked_for_removal, **flags(seg.mode, seg.uid),
-            key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=seg.rss, swap_bytes=seg.swap, cpid=seg.cpid,
-            lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
-            marked_for_removal=seg.marked_for_removal,
-        ))
-    posix = []
-    for name in sorted(fs.host_listdir(DEV_SHM)):
+    # System V: ours, then one reader per other IPC namespace in use
+    namespaces = {own_ipc: None}
+    for pid, ns in sorted(ipc_of.items()):
+        if ns and ns not in namespaces:
+            namespaces[ns] = pid
+    sysv, unread_ns = [], 0
+    for ns, pid in namespaces.items():
         try:
-            st = fs.host_lstat(os.path.join(DEV_SHM, name))
-        except (NotFound, AccessDenied):
-            continue  # removed since the listing
-        if not stat.S_ISREG(st.st_mode):
+            segs = read_sysvipc_shm(fs) if pid is None else parse_sysvipc_shm(fs.read_in_ipc_namespace(pid, "sysvipc/shm"))
+        except (AccessDenied, NotFound, NoSuchProcess):
+            unread_ns += 1
             continue
-        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
-        who = attachers(by_devino.get((dev, st.st_ino), ()))
-        posix.append(SharedObject(
-            kind="posix", name=name, size_bytes=st.st_size, owner=owner_name(st.st_uid), mode=mode_string(st.st_mode),
-            # nothing we could see maps it; unknown unless we saw every process
-            attachers=who, orphan=(not who) if (who or complete) else None, **flags(st.st_mode, st.st_uid),
-            allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino,
-        ))
+        for seg in segs:
+            who = attachers(by_shmid.get((ns, seg.shmid), ()))
+            orphan = seg.nattch == 0 and not seg.marked_for_removal  # the kernel's own count
+            sysv.append(SharedObject(
+                kind="sysv", name=f"0x{seg.key & 0xFFFFFFFF:08x}", size_bytes=seg.size, owner=owner_name(seg.uid),
+                mode=mode_string(seg.mode), attachers=who, orphan=orphan, **flags(seg.mode, seg.uid),
+                key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=seg.rss, swap_bytes=seg.swap,
+                cpid=seg.cpid, lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
+                marked_for_removal=seg.marked_for_removal, namespace=ns,
+                pinned="no process attached and not marked for removal" if orphan else None,
+            ))
+    if unread_ns:
+        notes.append(f"{unread_ns} other IPC namespace(s) not read: entering one needs root (CAP_SYS_ADMIN)")
+
+    # POSIX: our /dev/shm, then /proc/PID/root/dev/shm of one process per other mount namespace
+    mounts = {}  # st_dev -> (where, mount namespace, [pids])
+    mnt_pids = {}
+    for pid, ns in mnt_of.items():
+        mnt_pids.setdefault(ns, []).append(pid)
+    places = [(DEV_SHM, own_mnt, mnt_pids.get(own_mnt, []))] + [
+        (f"/proc/{ps[0]}/root/dev/shm", ns, ps) for ns, ps in sorted(mnt_pids.items(), key=lambda kv: str(kv[0]))
+        if ns and ns != own_mnt]
+    posix, dev_shm = [], []
+    for where, ns, holders in places:
+        real = where if where == DEV_SHM else fs.path(*where.split("/")[2:])
+        try:
+            root_st = fs.host_lstat(DEV_SHM) if where == DEV_SHM else os.stat(real)
+        except (NotFound, AccessDenied, OSError):
+            continue
+        if root_st.st_dev in mounts:
+            mounts[root_st.st_dev][2].extend(holders)
+            continue
+        mounts[root_st.st_dev] = (where, ns, list(holders))
+        vfs = fs.host_statvfs(DEV_SHM) if where == DEV_SHM else _statvfs(real)
+        size = vfs.f_blocks * vfs.f_frsize if vfs else None
+        used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs else None
+        dev_shm.append(DevShm(where, ns, _dev(root_st.st_dev), size, used,
+                              (used / size) if size else None, bool(size) and used / size >= FULL_AT, ()))
+        names = fs.host_listdir(DEV_SHM) if where == DEV_SHM else _listdir(real)
+        for name in sorted(names):
+            try:
+                st = fs.host_lstat(os.path.join(DEV_SHM, name)) if where == DEV_SHM else os.lstat(os.path.join(real, name))
+            except (NotFound, AccessDenied, OSError):
+                continue  # removed since the listing
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            dev = _dev(st.st_dev)
+            who = attachers(by_devino.get((dev, st.st_ino), ()))
+            posix.append(SharedObject(
+                kind="posix", name=name, size_bytes=st.st_size, owner=owner_name(st.st_uid),
+                mode=mode_string(st.st_mode),
+                # nothing we could see maps it; unknown unless we saw every process
+                attachers=who, orphan=(not who) if (who or complete) else None, **flags(st.st_mode, st.st_uid),
+                allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino, namespace=ns,
+            ))
+    dev_shm = [d._replace(processes=tuple(sorted(mounts[_st(d.device)][2])[:8])) for d in dev_shm]
+    for d in dev_shm:
+        if d.full:
+            notes.append(f"{d.where} (mount namespace {d.namespace}) is {100 * d.fill:.0f}% full: "
+                         f"{human_bytes(d.used_bytes)} of {human_bytes(d.size_bytes)}")
+
+    # pinned memory nobody lists: /dev/shm files unlinked but still mapped, memfds held only by a descriptor
+    listed = {(o.device, o.inode) for o in posix}
+    pinned = []
+    for (dev, ino), (path, size) in sorted(shm_deleted.items()):
+        if (dev, ino) in listed:
+            continue
+        pinned.append(SharedObject(
+            kind="posix", name=os.path.basename(path), size_bytes=size, owner="?", mode=None,
+            attachers=attachers(by_devino[(dev, ino)]), orphan=False, world_readable=None, world_writable=None,
+            other_user=None, remove_ipc=None, device=dev, inode=ino,
+            pinned="removed from /dev/shm but still mapped: its pages stay until the last unmap"))
+    mapped_memfds = {(dev, ino) for dev, ino, _ in memfd}
+    fd_only = {}
+    for pid, maps, err in results:
+        if err is not None:
+            continue
+        for _fd, target, st in fs.fd_links(pid):
+            if target.startswith("/memfd:") and (_dev(st.st_dev), st.st_ino) not in mapped_memfds:
+                o = fd_only.setdefault((_dev(st.st_dev), st.st_ino), [target, st, set()])
+                o[2].add(pid)
+    for (dev, ino), (target, st, holders) in sorted(fd_only.items()):
+        pinned.append(SharedObject(
+            kind="memfd", name=target, size_bytes=st.st_size, owner=owner_name(st.st_uid), mode=None,
+            attachers=attachers(holders), orphan=False, world_readable=None, world_writable=None, other_user=None,
+            remove_ipc=None, allocated_bytes=st.st_blocks * 512, device=dev, inode=ino,
+            pinned="held only by a descriptor (no mapping): its pages stay until the last close"))
     mem = [SharedObject(kind="memfd", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
                         orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
                         device=dev, inode=ino) for (dev, ino, path), p in sorted(memfd.items())]
@@ -224,7 +312,27 @@ def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
                          orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
                          device=dev, inode=ino) for (dev, ino, path), p in sorted(deleted.items())]
     return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(dele), len(pids), len(denied),
-                          None if policy is None else ("yes" if policy else "no"), notes, complete)
+                          None if policy is None else ("yes" if policy else "no"), tuple(notes), complete,
+                          tuple(dev_shm), tuple(pinned))
+
+
+def _st(device: str) -> int:
+    major, minor = (int(x, 16) for x in device.split(":"))
+    return os.makedev(major, minor)
+
+
+def _statvfs(path):
+    try:
+        return os.statvfs(path)
+    except OSError:
+        return None
+
+
+def _listdir(path) -> list:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 # ------------------------------------------------------------------ footprint

@@ -142,6 +142,50 @@ class ProcFS:
         except OSError as err:
             raise self._translate(err, (pid,)) from err
 
+    def namespace(self, pid, kind: str):
+        """'ipc:[4026531839]' for /proc/PID/ns/KIND, or None where we may not look."""
+        try:
+            return os.readlink(self.path(pid, "ns", kind))
+        except OSError:
+            return None
+
+    def read_in_ipc_namespace(self, pid, rel: str) -> str:
+        """A /proc file as a process in PID's IPC namespace sees it (/proc/sysvipc/shm shows the reader's
+        namespace): a short-lived `cat` that setns()es there first. Needs CAP_SYS_ADMIN. In a recorded
+        tree, the file recorded as proc/PID/ipcns/REL."""
+        if self.recorded:
+            return self.read_text(pid, "ipcns", *rel.split("/"))
+        import ctypes
+        import subprocess
+
+        ns_path = self.path(pid, "ns", "ipc")
+
+        def enter():
+            fd = os.open(ns_path, os.O_RDONLY)
+            if ctypes.CDLL(None, use_errno=True).setns(fd, 0x08000000) != 0:  # CLONE_NEWIPC
+                os._exit(3)
+
+        r = subprocess.run(["cat", os.path.join("/proc", rel)], preexec_fn=enter, capture_output=True, timeout=10)
+        if r.returncode != 0:
+            raise AccessDenied(ns_path, f"cannot enter the IPC namespace of process {pid} (needs CAP_SYS_ADMIN)")
+        return r.stdout.decode("utf-8", "surrogateescape")
+
+    def fd_links(self, pid) -> list:
+        """(fd, link target, stat of the open file) of a process's descriptors; [] where not readable."""
+        out = []
+        try:
+            names = os.listdir(self.path(pid, "fd"))
+        except OSError:
+            return out
+        for n in names:
+            try:
+                target = os.readlink(self.path(pid, "fd", n))
+                st = os.stat(self.path(pid, "fd", n))
+            except OSError:
+                continue  # closed meanwhile
+            out.append((int(n), target, st))
+        return out
+
     # -------------------------------------------------------------- the host's other files
 
     def host_read_text(self, abspath: str) -> str:

@@ -32,6 +32,8 @@ def _object_json(o) -> dict:
 def segments_to_json(r) -> dict:
     return {"sysv": [_object_json(o) for o in r.sysv], "posix": [_object_json(o) for o in r.posix],
             "memfd": [_object_json(o) for o in r.memfd], "deleted": [_object_json(o) for o in r.deleted],
+            "pinned": [_object_json(o) for o in r.pinned + tuple(o for o in r.sysv if o.pinned)],
+            "dev_shm": [to_dict(d) for d in r.dev_shm],
             "processes": r.processes, "unreadable": r.unreadable, "remove_ipc": r.remove_ipc_policy,
             "complete": r.complete, "notes": list(r.notes)}
 
@@ -78,6 +80,7 @@ SYSV_COLUMNS = (
     Column("lpid", lambda o: o.lpid, right=True, optional=6),
     Column("attached now", _who, text=True, key="attachers"),
     Column("flags", _flags, text=True),
+    Column("IPC namespace", lambda o: o.namespace, key="namespace", optional=7),
 )
 POSIX_COLUMNS = (
     Column("name", lambda o: o.name, text=True, ident=True),
@@ -87,6 +90,21 @@ POSIX_COLUMNS = (
     Column("allocated", lambda o: o.allocated_bytes, _hb, key="allocated_bytes", right=True, optional=1),
     Column("attached now", _who, text=True, key="attachers"),
     Column("flags", _flags, text=True),
+)
+PINNED_COLUMNS = (
+    Column("kind", lambda o: o.kind),
+    Column("name", lambda o: o.name if o.kind != "sysv" else f"shmid {o.shmid}", text=True, ident=True),
+    Column("size", lambda o: o.size_bytes, _hb, key="size_bytes", right=True),
+    Column("held by", _who, text=True, key="attachers"),
+    Column("why it stays", lambda o: o.pinned, text=True, key="pinned"),
+)
+DEV_SHM_COLUMNS = (
+    Column("/dev/shm", lambda d: d.where, text=True, ident=True, key="where"),
+    Column("size", lambda d: d.size_bytes, _hb, key="size_bytes", right=True),
+    Column("used", lambda d: d.used_bytes, _hb, key="used_bytes", right=True),
+    Column("fill", lambda d: d.fill, lambda f: f"{100 * f:.0f}%" + (" FULL" if f >= 0.9 else ""), right=True),
+    Column("seen by (pids)", lambda d: ", ".join(map(str, d.processes)), text=True, key="processes", optional=1),
+    Column("mount namespace", lambda d: d.namespace, key="namespace", optional=2),
 )
 MAPPED_COLUMNS = (
     Column("kind", lambda o: o.kind),
@@ -101,6 +119,11 @@ def render_segments(r, console) -> None:
     render(View(f"POSIX objects in /dev/shm ({len(r.posix)})", POSIX_COLUMNS, list(r.posix)), console)
     if r.memfd or r.deleted:
         render(View("memfd and deleted-file shared mappings", MAPPED_COLUMNS, list(r.memfd + r.deleted)), console)
+    pinned = [o for o in r.sysv if o.pinned] + list(r.pinned)
+    if pinned:
+        render(View(f"pinned memory nobody lists or maps ({len(pinned)})", PINNED_COLUMNS, pinned), console)
+    if len(r.dev_shm) > 1 or any(d.full for d in r.dev_shm):
+        render(View(f"/dev/shm mounts ({len(r.dev_shm)})", DEV_SHM_COLUMNS, list(r.dev_shm)), console)
     orphans = [o for o in r.sysv + r.posix if o.orphan]
     if orphans:
         console.print(Text(f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
@@ -263,6 +286,21 @@ def prometheus_text(seg, foot) -> str:
            [({"kind": k}, sum(1 for o in v if o.orphan)) for k, v in objs.items()])
     metric("shmkit_orphan_unknown_objects", "Objects whose possible mappers could not all be read: orphan or not "
            "is unknown.", "gauge", [({"kind": k}, sum(1 for o in v if o.orphan is None)) for k, v in objs.items()])
+    pinned = [o for o in seg.sysv if o.pinned] + list(seg.pinned)
+    reasons = {"sysv": "no attacher, not marked for removal", "posix": "removed from /dev/shm, still mapped",
+               "memfd": "memfd held only by a descriptor"}
+    # System V orphans come from the kernel's nattch; the others need every process's maps and descriptors
+    known = {k: w for k, w in reasons.items() if k == "sysv" or seg.complete}
+    metric("shmkit_segments_complete", "1 when every process's maps and descriptors were read (pinned POSIX and "
+           "memfd counts are given only then).", "gauge", [({}, int(seg.complete))])
+    metric("shmkit_pinned_objects", "Memory held although no listing shows it or nothing maps it.", "gauge",
+           [({"reason": why}, sum(1 for o in pinned if o.kind == kind)) for kind, why in known.items()])
+    metric("shmkit_pinned_bytes", "Declared size of pinned objects.", "gauge",
+           [({"reason": why}, sum(o.size_bytes or 0 for o in pinned if o.kind == kind)) for kind, why in known.items()])
+    metric("shmkit_remove_ipc_objects", "Objects of regular users that systemd-logind RemoveIPC=yes deletes at "
+           "logout.", "gauge", [({"kind": k}, sum(1 for o in v if o.remove_ipc)) for k, v in objs.items()])
+    metric("shmkit_dev_shm_fill_ratio", "Used fraction of each /dev/shm mount.", "gauge",
+           [({"where": d.where, "device": d.device}, round(d.fill, 4)) for d in seg.dev_shm if d.fill is not None])
     metric("shmkit_world_writable_objects", "Objects any user may write.", "gauge",
            [({"kind": k}, sum(1 for o in v if o.world_writable)) for k, v in objs.items()])
     metric("shmkit_pss_complete", "1 when every process was read, so that shmkit_pss_bytes is a total; 0 when "

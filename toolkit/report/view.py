@@ -121,7 +121,7 @@ def render(view: View, console, show_footer: bool = False) -> None:
         words = max(len(w) for w in c.title.split()) if c.title else 1
         if c.text:
             return max(words, min(longest, width // 2 if c.ident else text_floor))
-        return max(longest, words)
+        return max(longest, len(c.title))  # a number's title does not wrap either
 
     keep = list(range(len(view.columns)))
     mins = {i: need(i, c) for i, c in enumerate(view.columns)}
