@@ -17,6 +17,7 @@ COMMANDS = {
     "segments": "toolkit.cli.system:segments",
     "footprint": "toolkit.cli.system:footprint",
     "export": "toolkit.cli.system:export",
+    "snapshot": "toolkit.cli.system:snapshot",
     "demo": "toolkit.cli.story:demo",
     "explain": "toolkit.cli.story:explain",
 }

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import sys
@@ -7,26 +8,40 @@ import click
 
 from toolkit.cli.common import console, library_errors
 
-ROOT = click.option("--root", "root", default=None, metavar="DIR", type=click.Path(file_okay=False, exists=True),
-                    help="Read a recorded host under DIR (its proc/, etc/, run/, dev/shm) instead of this machine.")
+def ROOT(fn):
+    """--root DIR and --from FILE: read a recorded host instead of this machine."""
+    fn = click.option("--from", "from_", default=None, metavar="FILE",
+                      help="Replay a snapshot made by `shmkit snapshot FILE` (on this or another machine).")(fn)
+    return click.option("--root", "root", default=None, metavar="DIR", type=click.Path(file_okay=False, exists=True),
+                        help="Read a recorded host under DIR (its proc/, etc/, run/, dev/shm) instead of this machine.")(fn)
 
 
-def _fs(root):
+@contextlib.contextmanager
+def _host(root, from_):
     from toolkit.proc.fs import ProcFS, default_fs
 
-    return ProcFS.at_host(root) if root else default_fs()
+    if root and from_:
+        raise click.UsageError("--root and --from both name a recorded host: give one")
+    if from_:
+        from toolkit.measure.snapshot import opened
+
+        with opened(from_) as fs:
+            yield fs
+    else:
+        yield ProcFS.at_host(root) if root else default_fs()
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @ROOT
 @library_errors
-def segments(as_json, root):
+def segments(as_json, root, from_):
     """Every System V segment and POSIX object, memfd and deleted-file mappings, and who maps each now."""
     from toolkit.measure.system import scan_segments
     from toolkit.report import system as report
 
-    r = scan_segments(_fs(root))
+    with _host(root, from_) as fs:
+        r = scan_segments(fs)
     if as_json:
         click.echo(json.dumps(report.segments_to_json(r), indent=2))
     else:
@@ -46,7 +61,7 @@ def segments(as_json, root):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @ROOT
 @library_errors
-def footprint(pids, all_, user, match, by, sort, as_json, root):
+def footprint(pids, all_, user, match, by, sort, as_json, root, from_):
     """RSS, PSS, USS and swap per process, user, kind of memory or library (like smem, faster)."""
     import re
 
@@ -66,13 +81,15 @@ def footprint(pids, all_, user, match, by, sort, as_json, root):
 
         if user or match:
             raise click.UsageError(f"--by {by} covers every process: --user and --match do not apply")
-        led = scan_ledger(_fs(root), pids or None)
+        with _host(root, from_) as fs:
+            led = scan_ledger(fs, pids or None)
         if as_json:
             click.echo(json.dumps(ledger.to_json(led, by), indent=2))
         else:
             ledger.render(led, by, console())
         return
-    r = scan_footprint(pids, user, match, by, fs=_fs(root))
+    with _host(root, from_) as fs:
+        r = scan_footprint(pids, user, match, by, fs=fs)
     if as_json:
         click.echo(json.dumps(report.footprint_to_json(r, by), indent=2))
     else:
@@ -84,13 +101,13 @@ def footprint(pids, all_, user, match, by, sort, as_json, root):
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @ROOT
 @library_errors
-def export(prom, file, root):
+def export(prom, file, root, from_):
     """Export counts and bytes (segments, orphans, PSS by kind) for monitoring; FILE is written atomically."""
     from toolkit.measure.system import scan_footprint, scan_segments
     from toolkit.report import system as report
 
-    fs = _fs(root)
-    text = report.prometheus_text(scan_segments(fs), scan_footprint(by="kind", fs=fs))
+    with _host(root, from_) as fs:
+        text = report.prometheus_text(scan_segments(fs), scan_footprint(by="kind", fs=fs))
     if not file or file == "-":
         sys.stdout.write(text)
         return
@@ -108,3 +125,19 @@ def export(prom, file, root):
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@library_errors
+def snapshot(file):
+    """Capture what footprint, segments and export read into FILE (.tar.gz or .tar.xz), to replay with --from."""
+    from toolkit.cli.common import ProgressReporter
+    from toolkit.measure.snapshot import take_snapshot
+
+    if not os.path.isdir(os.path.dirname(os.path.abspath(file))):
+        raise click.BadParameter(f"{file!r}: its folder does not exist", param_hint="FILE")
+    with ProgressReporter() as progress:
+        summary = take_snapshot(file, progress=progress)
+    click.echo(f"{summary['file']}: {summary['processes']} processes, {summary['bytes']} bytes")
+

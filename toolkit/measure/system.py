@@ -242,25 +242,23 @@ def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
         if ns and ns != own_mnt]
     posix, dev_shm = [], []
     for where, ns, holders in places:
-        real = where if where == DEV_SHM else fs.path(*where.split("/")[2:])
         try:
-            root_st = fs.host_lstat(DEV_SHM) if where == DEV_SHM else os.stat(real)
-        except (NotFound, AccessDenied, OSError):
+            root_st = fs.host_lstat(where)
+        except (NotFound, AccessDenied, NoSuchProcess):
             continue
         if root_st.st_dev in mounts:
             mounts[root_st.st_dev][2].extend(holders)
             continue
         mounts[root_st.st_dev] = (where, ns, list(holders))
-        vfs = fs.host_statvfs(DEV_SHM) if where == DEV_SHM else _statvfs(real)
+        vfs = fs.host_statvfs(where)
         size = vfs.f_blocks * vfs.f_frsize if vfs else None
         used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs else None
         dev_shm.append(DevShm(where, ns, _dev(root_st.st_dev), size, used,
                               (used / size) if size else None, bool(size) and used / size >= FULL_AT, ()))
-        names = fs.host_listdir(DEV_SHM) if where == DEV_SHM else _listdir(real)
-        for name in sorted(names):
+        for name in sorted(fs.host_listdir(where)):
             try:
-                st = fs.host_lstat(os.path.join(DEV_SHM, name)) if where == DEV_SHM else os.lstat(os.path.join(real, name))
-            except (NotFound, AccessDenied, OSError):
+                st = fs.host_lstat(os.path.join(where, name))
+            except (NotFound, AccessDenied, NoSuchProcess):
                 continue  # removed since the listing
             if not stat.S_ISREG(st.st_mode):
                 continue
@@ -319,20 +317,6 @@ def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
 def _st(device: str) -> int:
     major, minor = (int(x, 16) for x in device.split(":"))
     return os.makedev(major, minor)
-
-
-def _statvfs(path):
-    try:
-        return os.statvfs(path)
-    except OSError:
-        return None
-
-
-def _listdir(path) -> list:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
 
 
 # ------------------------------------------------------------------ footprint

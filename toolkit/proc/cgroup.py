@@ -88,6 +88,8 @@ def memory_stat(path: str, h: Hierarchy, fs: ProcFS | None = None) -> Optional[d
 def inode_paths(h: Hierarchy, fs: ProcFS | None = None) -> dict:
     """{inode of a cgroup's folder: its cgroup path}: what /proc/kpagecgroup's numbers name."""
     fs = fs or default_fs()
+    if fs.recorded:
+        return {int(k): v for k, v in fs._recorded_stat().get("cgroup_inodes", {}).items()}
     base = fs.host_path(h.mount)
     out = {}
     root = h.root.rstrip("/")

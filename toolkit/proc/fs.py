@@ -15,6 +15,7 @@ from toolkit.errors import (
     KernelThread,
     NoSuchProcess,
     NotFound,
+    ShmkitError,
     ZombieProcess,
 )
 
@@ -109,7 +110,10 @@ class ProcFS:
             os.close(fd)
 
     def read_at(self, rel: tuple, runs) -> list:
-        """Read several (offset, length) runs from one binary file with one open."""
+        """Read several (offset, length) runs from one binary file with one open. A recorded host keeps
+        the parts of pagemap, kpagecount and kpagecgroup that were read, as FILE.runs.json."""
+        if self.recorded and not self.exists(*rel) and self.exists(*rel[:-1], f"{rel[-1]}.runs.json"):
+            return _from_runs(self.read_text(*rel[:-1], f"{rel[-1]}.runs.json"), runs)
         try:
             fd = os.open(self.path(*rel), os.O_RDONLY)
         except OSError as err:
@@ -171,7 +175,16 @@ class ProcFS:
         return r.stdout.decode("utf-8", "surrogateescape")
 
     def fd_links(self, pid) -> list:
-        """(fd, link target, stat of the open file) of a process's descriptors; [] where not readable."""
+        """(fd, link target, stat of the open file) of a process's descriptors; [] where not readable.
+        A recorded host keeps them as proc/PID/fd.json."""
+        if self.recorded:
+            import json
+
+            try:
+                return [(d["fd"], d["target"], _RecordedStat(**d["stat"]))
+                        for d in json.loads(self.read_text(pid, "fd.json"))]
+            except (ShmkitError, ValueError):
+                return []
         out = []
         try:
             names = os.listdir(self.path(pid, "fd"))
@@ -235,6 +248,9 @@ class ProcFS:
 
     def host_statvfs(self, abspath: str):
         """statvfs of a host mount, or None where it cannot be had."""
+        if self.recorded:
+            meta = self._recorded_stat().get("statvfs", {}).get("/" + abspath.lstrip("/"))
+            return _RecordedStatvfs(**meta) if meta else None
         try:
             return os.statvfs(self.host_path(abspath))
         except OSError:
@@ -244,8 +260,30 @@ class ProcFS:
 RECORDED_STAT = "recorded-stat.json"  # in a recorded host's root: {"/dev/shm/NAME": {"st_mode": ..., ...}}
 
 
+class _RecordedStatvfs:
+    def __init__(self, f_blocks, f_bfree, f_bavail, f_frsize):
+        self.f_blocks, self.f_bfree, self.f_bavail, self.f_frsize = f_blocks, f_bfree, f_bavail, f_frsize
+
+
+def _from_runs(text: str, wanted) -> list:
+    """Serve (offset, length) reads from recorded runs {"runs": [[offset, hex], ...]}; unrecorded bytes
+    read as zeros (an absent page)."""
+    import json
+
+    runs = [(off, bytes.fromhex(h)) for off, h in json.loads(text)["runs"]]
+    out = []
+    for offset, length in wanted:
+        buf = bytearray(length)
+        for off, data in runs:
+            lo, hi = max(off, offset), min(off + len(data), offset + length)
+            if lo < hi:
+                buf[lo - offset:hi - offset] = data[lo - off:hi - off]
+        out.append(bytes(buf))
+    return out
+
+
 class _RecordedStat:
-    def __init__(self, st_mode, st_ino, st_dev, st_uid, st_size, st_blocks, st_gid=0, st_ctime=0):
+    def __init__(self, st_mode=0, st_ino=0, st_dev=0, st_uid=0, st_size=0, st_blocks=0, st_gid=0, st_ctime=0):
         self.st_mode, self.st_ino, self.st_dev, self.st_uid = st_mode, st_ino, st_dev, st_uid
         self.st_size, self.st_blocks, self.st_gid, self.st_ctime = st_size, st_blocks, st_gid, st_ctime
 

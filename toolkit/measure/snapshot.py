@@ -1,0 +1,248 @@
+"""`shmkit snapshot FILE` and `--from FILE`: what footprint, segments and export read, captured into one
+compressed file (a recorded host tree, as smem's smemcap does) and replayed through the same gateway on
+any machine.
+
+The tree is what `ProcFS.at_host` reads: proc/PID/{maps,smaps,smaps_rollup,status,stat,cmdline,comm,
+cgroup,mountinfo,fd.json,ns/*}, proc/sysvipc/shm (and one per other IPC namespace as
+proc/PID/ipcns/sysvipc/shm), proc/self/*, the cgroups' memory.stat, the logind configuration,
+/dev/shm names (one per mount namespace), and recorded-stat.json for what a tar cannot keep (owners,
+devices and inodes, statvfs, cgroup inodes). As root it adds the pagemap, kpagecount and kpagecgroup
+runs the ledger reads (FILE.runs.json).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+import time
+
+from toolkit.errors import AccessDenied, BadInput, NoSuchProcess, NotFound, ShmkitError
+from toolkit.proc.fs import RECORDED_STAT, ProcFS, default_fs
+
+PER_PID = ("maps", "smaps", "smaps_rollup", "status", "stat", "cmdline", "comm", "cgroup", "mountinfo")
+SELF = ("status", "mountinfo", "cgroup", "stat")
+FORMAT = "shmkit-snapshot 1"
+
+
+class _Tar:
+    def __init__(self, tar):
+        self.tar = tar
+
+    def add(self, rel: str, data: bytes, mode=0o644):
+        info = tarfile.TarInfo("host/" + rel)
+        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def link(self, rel: str, target: str):
+        info = tarfile.TarInfo("host/" + rel)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        self.tar.addfile(info)
+
+    def folder(self, rel: str):
+        info = tarfile.TarInfo("host/" + rel)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        self.tar.addfile(info)
+
+
+def _read(path: str):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _stat_meta(st) -> dict:
+    return dict(st_mode=st.st_mode, st_ino=st.st_ino, st_dev=st.st_dev, st_uid=st.st_uid, st_size=st.st_size,
+                st_blocks=st.st_blocks)
+
+
+def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None) -> dict:
+    """Capture this host into PATH (.tar.gz or .tar.xz by its name); returns a summary."""
+    from toolkit.proc.access import read_access
+    from toolkit.proc.cgroup import cgroup_dir, inode_paths, memory_hierarchy, process_cgroup
+    from toolkit.proc.process import list_pids
+
+    fs = fs or default_fs()
+    mode = "w:xz" if path.endswith((".xz", ".txz")) else "w:gz"
+    stat_meta = {"statvfs": {}}
+    pids = list_pids(fs)
+    h = memory_hierarchy(fs)
+    tmp = path + ".part"
+    captured, cgroups = 0, set()
+    try:
+        with tarfile.open(tmp, mode) as raw:
+            t = _Tar(raw)
+            t.add("snapshot.json", json.dumps({"format": FORMAT, "time": time.time(), "kernel": os.uname().release,
+                                               "machine": os.uname().machine, "page_size": os.sysconf("SC_PAGE_SIZE"),
+                                               "host": os.uname().nodename}).encode())
+            for rel in ("sysvipc/shm", "meminfo", "sys/kernel/shmmax", "sys/kernel/shmall", "sys/kernel/shmmni",
+                        "sys/kernel/yama/ptrace_scope", "cpuinfo"):
+                data = _read(fs.path(*rel.split("/")))
+                if data is not None:
+                    t.add("proc/" + rel, data)
+            for name in SELF:
+                t.add(f"proc/self/{name}", _read(fs.path("self", name)) or b"")
+            for kind in ("ipc", "mnt"):
+                ns = fs.namespace("self", kind)
+                if ns:
+                    t.link(f"proc/self/ns/{kind}", ns)
+            ipc_seen, mnt_seen = {fs.namespace("self", "ipc")}, {fs.namespace("self", "mnt")}
+            for i, pid in enumerate(pids):
+                if i % 50 == 0:
+                    progress("capturing processes", i, len(pids))
+                files = {n: _read(fs.path(pid, n)) for n in PER_PID}
+                if files["stat"] is None:
+                    continue  # gone
+                captured += 1
+                for n, data in files.items():
+                    if data is not None:
+                        t.add(f"proc/{pid}/{n}", data)
+                for kind in ("ipc", "mnt"):
+                    ns = fs.namespace(pid, kind)
+                    if ns:
+                        t.link(f"proc/{pid}/ns/{kind}", ns)
+                fds = [{"fd": fd, "target": target, "stat": _stat_meta(st)} for fd, target, st in fs.fd_links(pid)
+                       if target.startswith("/memfd:") or target.startswith("/dev/shm/")]
+                t.add(f"proc/{pid}/fd.json", json.dumps(fds).encode())
+                ipc = fs.namespace(pid, "ipc")
+                if ipc and ipc not in ipc_seen:
+                    ipc_seen.add(ipc)
+                    with contextlib.suppress(AccessDenied):
+                        t.add(f"proc/{pid}/ipcns/sysvipc/shm", fs.read_in_ipc_namespace(pid, "sysvipc/shm").encode())
+                mnt = fs.namespace(pid, "mnt")
+                if mnt and mnt not in mnt_seen:
+                    mnt_seen.add(mnt)
+                    _dev_shm(t, fs, f"/proc/{pid}/root/dev/shm", stat_meta)
+                if h:
+                    with contextlib.suppress(ShmkitError):
+                        cgroups.add(process_cgroup(pid, h, fs))
+            _dev_shm(t, fs, "/dev/shm", stat_meta)
+            for rel in ("etc/systemd/logind.conf", "usr/lib/systemd/logind.conf"):
+                data = _read(fs.host_path("/" + rel))
+                if data is not None:
+                    t.add(rel, data)
+            for folder in ("etc/systemd/logind.conf.d", "run/systemd/logind.conf.d", "usr/lib/systemd/logind.conf.d"):
+                for name in fs.host_listdir("/" + folder):
+                    data = _read(fs.host_path(f"/{folder}/{name}"))
+                    if data is not None:
+                        t.add(f"{folder}/{name}", data)
+            if fs.host_isdir("/run/systemd/system"):
+                t.folder("run/systemd/system")
+            if h:
+                for cg in sorted(c for c in cgroups if c is not None):
+                    d = cgroup_dir(cg, h)
+                    data = _read(fs.host_path(os.path.join(d, "memory.stat"))) if d else None
+                    if data is not None:
+                        t.add(os.path.join(d, "memory.stat").lstrip("/"), data)
+                stat_meta["cgroup_inodes"] = {str(k): v for k, v in inode_paths(h, fs).items()}
+            if read_access(fs).privileged:
+                progress("capturing physical pages", None, None)
+                _pfn_runs(t, fs)
+            t.add(RECORDED_STAT, json.dumps(stat_meta, indent=0, sort_keys=True).encode())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return {"processes": captured, "file": path, "bytes": os.path.getsize(path)}
+
+
+def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:
+    try:
+        root = fs.host_lstat(where)
+    except (AccessDenied, NotFound, NoSuchProcess):
+        return
+    meta[where] = _stat_meta(root)
+    vfs = fs.host_statvfs(where)
+    if vfs is not None:
+        meta["statvfs"][where] = dict(f_blocks=vfs.f_blocks, f_bfree=vfs.f_bfree, f_bavail=vfs.f_bavail,
+                                      f_frsize=vfs.f_frsize)
+    t.folder(where.lstrip("/"))
+    for name in fs.host_listdir(where):
+        try:
+            st = fs.host_lstat(os.path.join(where, name))
+        except (AccessDenied, NotFound, NoSuchProcess):
+            continue
+        t.add(os.path.join(where, name).lstrip("/"), b"")
+        meta[os.path.join(where, name)] = _stat_meta(st)
+
+
+def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
+    """The pagemap words of every shared object's mappings, and kpagecount/kpagecgroup of their PFNs."""
+    from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
+
+    per_pid, pfns = {}, set()
+    for pid, start, end in _shared_ranges(fs):
+        try:
+            r = read_pagemap(pid, start, end, fs)
+        except (AccessDenied, NoSuchProcess, NotFound):
+            continue
+        raw = b"".join(e.to_bytes(8, "little") for e in r.entries)
+        per_pid.setdefault(pid, []).append([start // PAGE_SIZE * 8, raw.hex()])
+        pfns.update(p for p in r.pfns if p is not None)
+    for pid, runs in per_pid.items():
+        t.add(f"proc/{pid}/pagemap.runs.json", json.dumps({"runs": runs}).encode())
+    wanted = sorted(pfns)
+    for name in ("kpagecount", "kpagecgroup"):
+        runs = []
+        for start, count in _coalesce(wanted):
+            with contextlib.suppress(OSError, ShmkitError):
+                (blob,) = fs.read_at((name,), [(start * 8, count * 8)])
+                runs.append([start * 8, blob.hex()])
+        t.add(f"proc/{name}.runs.json", json.dumps({"runs": runs}).encode())
+
+
+def _shared_ranges(fs):
+    """(pid, start, end) of every mapping the ledger would read PFNs of."""
+    from toolkit.measure.ledger import SHARED_KINDS, _FROM_CLASSIFY
+    from toolkit.measure.system import classify
+    from toolkit.proc.maps import read_smaps
+    from toolkit.proc.process import list_pids
+
+    for pid in list_pids(fs):
+        try:
+            entries = read_smaps(pid, fs)
+        except (AccessDenied, NoSuchProcess, NotFound):
+            continue
+        for e, k in zip(entries, classify(entries)):
+            kind = _FROM_CLASSIFY.get(k, "anon")
+            if (kind in SHARED_KINDS or (kind == "other_file" and e.mapping.shared)) and e.mapping.inode:
+                yield pid, e.mapping.start, e.mapping.end
+
+
+def _coalesce(sorted_pfns):
+    start = prev = None
+    for p in sorted_pfns:
+        if start is None:
+            start = prev = p
+        elif p == prev + 1:
+            prev = p
+        else:
+            yield start, prev - start + 1
+            start = prev = p
+    if start is not None:
+        yield start, prev - start + 1
+
+
+@contextlib.contextmanager
+def opened(path: str):
+    """The snapshot unpacked into a private folder, as a ProcFS to read it through."""
+    if not os.path.isfile(path):
+        raise NotFound(f"{path}: no such snapshot file")
+    with tempfile.TemporaryDirectory(prefix="shmkit-snapshot-") as tmp:
+        try:
+            with tarfile.open(path) as tar:
+                members = [m for m in tar.getmembers() if m.name.startswith("host/")]
+                if not any(m.name == "host/snapshot.json" for m in members):
+                    raise BadInput(f"{path}: not a shmkit snapshot (no snapshot.json)")
+                tar.extractall(tmp, members=members, filter="data" if hasattr(tarfile, "data_filter") else None)
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise BadInput(f"{path}: not a readable shmkit snapshot ({err})") from err
+        root = os.path.join(tmp, "host")
+        with open(os.path.join(root, "snapshot.json")) as f:
+            if json.load(f).get("format") != FORMAT:
+                raise BadInput(f"{path}: a snapshot of another format")
+        yield ProcFS.at_host(root)
