@@ -143,3 +143,53 @@ def test_old_kernel_without_smaps_rollup(host):
         assert 0 <= b[pid].pss - a[pid].pss <= 1024 * len(open(os.path.join(BASE, "proc", str(pid), "maps")).readlines())
     r = run_shmkit("footprint", "--json", "--root", old.host_root)
     assert r.returncode == 0 and json.loads(r.stdout)["complete"] is True
+
+
+# ------------------------------------------------------------------ recorded cgroup v1 and v2 hosts
+
+V1_MOUNTS = ("35 25 0:30 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup "
+             "rw,memory\n36 25 0:31 / /sys/fs/cgroup/cpu rw,relatime shared:15 - cgroup cgroup rw,cpu\n")
+V2_MOUNTS = "35 25 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
+V1_STAT = ("cache 1000\nrss 2000\nshmem 300\nmapped_file 400\ntotal_cache 11000\ntotal_rss 12000\n"
+           "total_shmem 10300\ntotal_mapped_file 10400\n")
+V2_STAT = "anon 5000\nfile 6000\nkernel 7\nshmem 800\nfile_mapped 900\n"
+
+
+def _cgroup_host(host, version):
+    root = host("no-systemd")
+    mi = os.path.join(root, "proc", "self", "mountinfo")
+    kept = [ln for ln in open(mi).read().splitlines(True) if " - cgroup" not in ln]  # this machine's own
+    with open(mi, "w") as f:
+        f.write("".join(kept) + (V1_MOUNTS if version == 1 else V2_MOUNTS))
+    for pid, cg in ((PEER, "/shop/web"), (SLEEPER, "/shop/db")):
+        line = (f"5:memory:{cg}\n4:cpu:/\n0::/init.scope\n" if version == 1 else f"0::{cg}\n")
+        _write(root, f"proc/{pid}/cgroup", line)
+        base = "sys/fs/cgroup/memory" if version == 1 else "sys/fs/cgroup"
+        _write(root, f"{base}{cg}/memory.stat", V1_STAT if version == 1 else V2_STAT)
+    return root
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_recorded_cgroup_hosts_v1_and_v2(host, version):
+    from toolkit.measure.ledger import scan_ledger
+    from toolkit.proc.cgroup import memory_hierarchy, memory_stat, process_cgroup
+
+    fs = ProcFS.at_host(_cgroup_host(host, version))
+    h = memory_hierarchy(fs)
+    assert h.version == version and h.mount == ("/sys/fs/cgroup/memory" if version == 1 else "/sys/fs/cgroup")
+    assert process_cgroup(PEER, h, fs) == "/shop/web" and process_cgroup(SLEEPER, h, fs) == "/shop/db"
+    stat = memory_stat("/shop/web", h, fs)
+    if version == 1:  # the hierarchical totals, under v1's names
+        assert stat == {"rss": 12000, "cache": 11000, "shmem": 10300, "mapped_file": 10400}
+    else:
+        assert stat == {"anon": 5000, "file": 6000, "shmem": 800, "file_mapped": 900}
+    led = scan_ledger(fs)
+    assert led.cgroup_version == version
+    groups = {g.cgroup: g for g in led.cgroups}
+    assert set(groups) == {"/shop/web", "/shop/db"} and groups["/shop/web"].memory_stat == stat
+    # the peer maps the recorded 1 MiB System V segment and POSIX object alone: all of their Pss is its
+    assert groups["/shop/web"].pss_bytes["sysv"] == 1 << 20 and groups["/shop/web"].pss_bytes["posix"] == 1 << 20
+    assert groups["/shop/db"].pss_bytes["sysv"] == 0
+    r = run_shmkit("footprint", "--by", "cgroup", "--json", "--root", fs.host_root)
+    d = json.loads(r.stdout)
+    assert d["cgroup_version"] == version and {g["cgroup"] for g in d["groups"]} == {"/shop/web", "/shop/db"}

@@ -245,3 +245,24 @@ def test_snapshot_replays_as_the_live_run(tmp_path):
     (tmp_path / "bad.tar.gz").write_bytes(b"not a tar")
     r = run_shmkit("segments", "--from", str(tmp_path / "bad.tar.gz"))
     assert r.returncode == 1 and "not a readable shmkit snapshot" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_same_library_from_two_files_is_grouped_with_the_sharing_it_loses(tmp_path):
+    """Two container images ship the same library as different files: same build-id, two inodes, two
+    copies in memory."""
+    import shutil
+
+    from toolkit.mechanisms.dso import resolve_library
+
+    lib = resolve_library("libz.so.1")
+    copy = tmp_path / os.path.basename(lib)
+    shutil.copy(lib, copy)
+    os.chmod(tmp_path, 0o755)
+    with Peer() as p1, Peer() as p2:
+        for p, path in ((p1, lib), (p2, str(copy))):
+            r = p.call("attach", region="lib", handle={"mechanism": "dso", "size": 0, "path": path})
+            for lo, hi, _ in r["extra"]["text"]:
+                p.call("touch", region="lib", write=False, addr=lo, length=hi - lo)
+        led = scan_ledger(pids=[p1.pid, p2.pid])
+    group = next(c for c in led.library_copies if set(c.paths) >= {lib, str(copy)})
+    assert group.files == 2 and group.extra_bytes > 0 and len(group.build_id) >= 16

@@ -23,6 +23,8 @@ from toolkit.records import CgroupUse, Ledger, LedgerObject, LibraryCopies
 
 KINDS = ("anon", "sysv", "posix", "memfd", "tmpfs", "library_text", "library_data", "other_file", "hugetlb")
 SHARED_KINDS = ("sysv", "posix", "memfd", "tmpfs", "library_text", "library_data")
+# what the ledger and classify() read of smaps: a fifth of its fields
+FIELDS = ("Rss", "Pss", "Private_Dirty", "Anonymous", "Shared_Hugetlb", "Private_Hugetlb")
 _FROM_CLASSIFY = {"sysv": "sysv", "posix": "posix", "memfd": "memfd", "library text": "library_text",
                   "library data": "library_data", "other file": "other_file"}
 
@@ -53,7 +55,7 @@ def _ns(fs: ProcFS, pid, kind) -> str | None:
 def _process(fs: ProcFS, h, pid):
     """(pid, data or None, error kind): smaps, cgroup and namespaces of one process."""
     try:
-        entries = read_smaps(pid, fs)
+        entries = read_smaps(pid, fs, FIELDS)
         if not entries:
             return pid, None, "empty"  # a kernel thread or a zombie: no address space
         cg = process_cgroup(pid, h, fs) if h else None
@@ -115,8 +117,10 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, privileged=None) -> Ledger:
         used = {}
         for _pid, cg, _m, _rss, pss in o["maps"]:
             used[cg] = used.get(cg, 0) + pss
-        size = (sysv_sizes.get(key[2]) if o["kind"] == "sysv" and o["ipc_ns"] == own_ipc else
-                max(sum(m.size for p, _c, m, *_ in o["maps"] if p == pid) for pid in procs))
+        per_pid = {}
+        for p, _c, m, *_ in o["maps"]:
+            per_pid[p] = per_pid.get(p, 0) + m.size
+        size = (sysv_sizes.get(key[2]) if o["kind"] == "sysv" and o["ipc_ns"] == own_ipc else max(per_pid.values()))
         phys = charged.get(key, {}).get("physical")
         rss_sum = sum(x[3] for x in o["maps"])
         out_objects.append(LedgerObject(

@@ -346,7 +346,9 @@ def classify(entries) -> list:
             k = "other"
         elif p.startswith("/") and ".so" in os.path.basename(p):
             # written pages (the data, RELRO after relocation) are the process's own; the rest is shared text
-            k = "library data" if ("w" in m.perms or e.get("Private_Dirty", 0) or e.get("Anonymous", 0)) else "library text"
+            # (Anonymous, not Private_Dirty: smaps counts a page-cache page dirty in the cache, a file just
+            # written, as Private_Dirty although it is still the file's, shared)
+            k = "library data" if ("w" in m.perms or e.get("Anonymous", 0)) else "library text"
         elif p:
             k = "other file"
         elif prev_lib_data and "w" in m.perms:

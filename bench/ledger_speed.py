@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Benchmark: the ledger (`footprint --by cgroup` / `--by object`) against `footprint --all`, and its PFN work
+against a bare read of the same pagemap ranges, side by side in one run.
+
+The machine gets 150 idle Python interpreters (about 100 mappings each, like real services). Ratios:
+  1. whole commands (interpreter start-up included), `--by cgroup --json` and `--by object --json` over
+     `footprint --all --json`, measured unprivileged (--no-pfns: the scan without PFNs);
+  2. in process, scan_ledger(privileged=True) - scan_ledger(privileged=False): the extra cost of physical
+     pages and charges, over a bare read (pread, nothing decoded) of every pagemap range it reads.
+Targets (issue 11): 1. at most 2x; 2. at most 3x. Medians of interleaved runs; the first run of each is
+discarded. Run as root: python3 bench/ledger_speed.py [RUNS]
+"""
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def timed(cmd):
+    t0 = time.monotonic()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=ENV)
+    return time.monotonic() - t0
+
+
+def clock(fn):
+    t0 = time.monotonic()
+    fn()
+    return time.monotonic() - t0
+
+
+def interleaved(runs, **fns):
+    for fn in fns.values():
+        fn()  # warm-up, discarded
+    out = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            out[k].append(fn())
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    from toolkit.measure.ledger import scan_ledger
+    from toolkit.measure.snapshot import _shared_ranges
+    from toolkit.proc.fs import default_fs
+    from toolkit.proc.pagemap import PAGE_SIZE
+
+    idle = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    sleepers = [subprocess.Popen([idle, "-c", "import time; time.sleep(600)"]) for _ in range(150)]
+    try:
+        time.sleep(2)
+        n = sum(1 for d in os.listdir("/proc") if d.isdigit())
+        shmkit = [sys.executable, "-m", "toolkit", "footprint"]
+        m = interleaved(runs, all=lambda: timed(shmkit + ["--all", "--json"]),
+                        cgroup=lambda: timed(shmkit + ["--by", "cgroup", "--json"]),
+                        object=lambda: timed(shmkit + ["--by", "object", "--json"]))
+        print(f"{n} processes, {runs} interleaved runs, medians (whole commands, as root: PFNs included):")
+        for k in ("all", "cgroup", "object"):
+            print(f"  footprint {'--all' if k == 'all' else '--by ' + k:<13} {m[k]:.3f} s   ratio to --all {m[k] / m['all']:.2f}")
+        fs = default_fs()
+        ranges = list(_shared_ranges(fs))
+
+        def bare():
+            for pid, start, end in ranges:
+                try:
+                    fs.read_at((pid, "pagemap"), [(start // PAGE_SIZE * 8, (end - start) // PAGE_SIZE * 8)])
+                except Exception:  # noqa: BLE001 - a process that exited: as the ledger skips it
+                    pass
+
+        from toolkit.measure.system import scan_footprint
+
+        m = interleaved(runs, plain=lambda: clock(lambda: scan_footprint()),
+                        unpriv=lambda: clock(lambda: scan_ledger(privileged=False)),
+                        priv=lambda: clock(lambda: scan_ledger(privileged=True)), bare=lambda: clock(bare))
+        pages = sum((e - s) // PAGE_SIZE for _, s, e in ranges)
+        print(f"in process ({len(ranges)} shared mappings, {pages} pages):")
+        print(f"  scan_footprint (smaps_rollup)      {m['plain'] * 1e3:8.1f} ms")
+        print(f"  scan_ledger without PFNs           {m['unpriv'] * 1e3:8.1f} ms   ratio to footprint --all's scan "
+              f"{m['unpriv'] / m['plain']:.2f}  (target <= 2)")
+        extra = m["priv"] - m["unpriv"]
+        print(f"  scan_ledger with PFNs              {m['priv'] * 1e3:8.1f} ms   (PFN work {extra * 1e3:.1f} ms)")
+        print(f"  bare pread of those pagemap ranges {m['bare'] * 1e3:8.1f} ms   ratio PFN work / bare read "
+              f"{extra / m['bare']:.2f}  (target <= 3)")
+    finally:
+        for p in sleepers:
+            p.kill()
+        for p in sleepers:
+            p.wait()
+
+
+if __name__ == "__main__":
+    main()
