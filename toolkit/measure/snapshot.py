@@ -172,7 +172,7 @@ def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:
 
 def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
     """The pagemap words of every shared object's mappings, and kpagecount/kpagecgroup of their PFNs."""
-    from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
+    from toolkit.proc.pagemap import PAGE_SIZE, _runs, read_pagemap
 
     per_pid, pfns = {}, set()
     for pid, start, end in _shared_ranges(fs):
@@ -188,7 +188,7 @@ def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
     wanted = sorted(pfns)
     for name in ("kpagecount", "kpagecgroup"):
         runs = []
-        for start, count in _coalesce(wanted):
+        for start, count in _runs(wanted):
             with contextlib.suppress(OSError, ShmkitError):
                 (blob,) = fs.read_at((name,), [(start * 8, count * 8)])
                 runs.append([start * 8, blob.hex()])
@@ -211,20 +211,6 @@ def _shared_ranges(fs):
             kind = _FROM_CLASSIFY.get(k, "anon")
             if (kind in SHARED_KINDS or (kind == "other_file" and e.mapping.shared)) and e.mapping.inode:
                 yield pid, e.mapping.start, e.mapping.end
-
-
-def _coalesce(sorted_pfns):
-    start = prev = None
-    for p in sorted_pfns:
-        if start is None:
-            start = prev = p
-        elif p == prev + 1:
-            prev = p
-        else:
-            yield start, prev - start + 1
-            start = prev = p
-    if start is not None:
-        yield start, prev - start + 1
 
 
 @contextlib.contextmanager
