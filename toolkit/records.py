@@ -314,6 +314,16 @@ class PeerFootprint(NamedTuple):
         )
 
 
+class PageGrid(NamedTuple):
+    """Physical identity of a region's pages in each peer: the PFN of every `step`-th page (sampled where
+    the region has more pages than a picture can show), and how many processes map each (kpagecount)."""
+
+    pages: int  # pages in the region
+    step: int  # one cell per `step` pages
+    rows: tuple  # ((pid, (pfn or None, ...)), ...)
+    kpagecount: dict  # {pfn: count} for the sampled PFNs
+
+
 class Footprint(NamedTuple):
     mechanism: str
     region_bytes: int
@@ -323,6 +333,7 @@ class Footprint(NamedTuple):
     kernel_source: str
     kpagecount_min: Optional[int] = None
     kpagecount_max: Optional[int] = None
+    page_grid: Optional["PageGrid"] = None  # the pages' physical identity per peer (root), for the picture
 
     @property
     def rss_sum(self) -> int:
@@ -385,6 +396,7 @@ class Comparison(NamedTuple):
     shmem_before: Optional[int] = None  # /proc/meminfo Shmem (bytes), before and with the regions held
     shmem_during: Optional[int] = None
     notes: tuple = ()
+    library_segments: tuple = ()  # the library's program headers (Segment): its PT_LOADs and GNU_RELRO
 
 
 # ---------------------------------------------------------------- benchmark
@@ -443,6 +455,7 @@ class Story(NamedTuple):
     verdict: str
     skipped: str = ""  # the reason, where the whole story cannot run on this machine
     where: str = ""  # where its objects were made (a private namespace, or this machine's)
+    comparison: Optional[Comparison] = None  # explain: the compare run its steps cite, for the picture
 
 
 # ------------------------------------------------------------------ ELF (elf/headers.py, measure/elfjoin.py, measure/pic.py)

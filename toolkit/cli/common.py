@@ -137,3 +137,27 @@ class ProgressReporter:
             if 0 < done < total and spent > 1:
                 line += f", about {spent * (total - done) / done:.0f} s left"
         click.echo(line, err=True)
+
+
+def command_line() -> str:
+    """The command as the user typed it, for a hand-out's record of what produced it."""
+    import shlex
+    import sys
+
+    return "shmkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def html_option(ctx, param, value):
+    """--html FILE: checked before anything is measured (its folder, and Jinja2)."""
+    import os
+
+    if value is None:
+        return None
+    if not os.path.isdir(os.path.dirname(os.path.abspath(value))):
+        raise click.BadParameter(f"{value!r}: its folder does not exist")
+    try:
+        import jinja2  # noqa: F401
+    except ImportError:
+        raise click.BadParameter("needs Jinja2: pip install 'shmkit[html]'") from None
+    return value
+

@@ -3,7 +3,7 @@ import sys
 
 import click
 
-from toolkit.cli.common import at_least, library_errors
+from toolkit.cli.common import at_least, command_line, html_option, library_errors
 
 NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic")
 
@@ -34,8 +34,10 @@ def demo(name, library, as_json):
 @click.option("--peers", type=int, callback=at_least(2, "one writes, another reads"), default=4, show_default=True, help="Processes that load the library (at least 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps, evidence and verdict as JSON.")
 @click.option("--markdown", "markdown", type=click.Path(dir_okay=False), default=None, help="Also write a hand-out with this run's numbers.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), callback=html_option, default=None,
+              help="Also write a self-contained HTML hand-out with the drawings (needs Jinja2).")
 @library_errors
-def explain(library, peers, as_json, markdown):
+def explain(library, peers, as_json, markdown, html_path):
     """The classic argument for shared libraries, each claim proved by a measurement on this machine."""
     from toolkit.measure.explain import explain as run
     from toolkit.report import story as report
@@ -44,6 +46,10 @@ def explain(library, peers, as_json, markdown):
     if markdown:
         with open(markdown, "w") as f:
             report.render_markdown(story, f)
+    if html_path:
+        from toolkit.report import html
+
+        html.write(html_path, html.story_page(story, command_line()))
     if as_json:
         click.echo(json.dumps(report.to_json(story), indent=2))
     else:

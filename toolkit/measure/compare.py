@@ -178,5 +178,8 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
         lib_maps_names["dso_data"], dso.listed(lib), lib_mode, lib_owner, None,
         f"peer A wrote {lib_write.symbol}" if lib_write.symbol else lib_write.note, dso.reach),
         lib_setup, foot["dso_data"]))
+    from toolkit.elf.headers import read_elf
+
+    segments = tuple(s for s in read_elf(path).segments if s.type in ("LOAD", "GNU_RELRO"))
     return Comparison(size, peers, privileged, PAGE_SIZE, os.uname().release, path, tuple(results),
-                      lib_write, sharing, shmem_before, shmem_during, tuple(notes))
+                      lib_write, sharing, shmem_before, shmem_during, tuple(notes), segments)

@@ -98,4 +98,4 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
         tuple(ev), ok))
     return Story("explain", f"Why a shared library is shared memory nobody asked for ({os.path.basename(path)})",
                  tuple(steps), _verdict(steps, "every claim of the argument held on this machine",
-                                        "some claims did not hold here"))
+                                        "some claims did not hold here"), comparison=c)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from toolkit.proc.maps import read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecount, read_pagemap
-from toolkit.records import Footprint, PeerFootprint
+from toolkit.records import Footprint, PageGrid, PeerFootprint
 
 
 def smaps_of(pids) -> dict:
@@ -40,7 +40,26 @@ def region_footprint(mechanism: str, region_bytes: int, ranges_by_pid: dict, sma
                 pfns |= found
     physical = len(pfns) * PAGE_SIZE if privileged else None
     kmin = kmax = None
+    grid = None
     if privileged and pfns:
-        counts = read_kpagecount(pfns).values()
-        kmin, kmax = min(counts), max(counts)
-    return Footprint(mechanism, region_bytes, tuple(per_peer), physical, kernel[0], kernel[1], kmin, kmax)
+        counts = read_kpagecount(pfns)
+        kmin, kmax = min(counts.values()), max(counts.values())
+        grid = page_grid(pagemaps, counts)
+    return Footprint(mechanism, region_bytes, tuple(per_peer), physical, kernel[0], kernel[1], kmin, kmax, grid)
+
+
+GRID_CELLS = 128  # per peer: more pages than this are sampled, one in every `step`
+
+
+def page_grid(pagemaps: dict, counts: dict) -> PageGrid:
+    """Every peer's PFNs of a region, sampled to at most GRID_CELLS cells, with their kpagecount."""
+    rows = []
+    pages = 0
+    for pid, ranges in pagemaps.items():
+        pfns = [p for rng in ranges for p in rng.pfns]
+        pages = max(pages, len(pfns))
+        rows.append((pid, pfns))
+    step = max(1, -(-pages // GRID_CELLS))
+    sampled = tuple((pid, tuple(pfns[::step])) for pid, pfns in rows)
+    shown = {p for _, row in sampled for p in row if p is not None}
+    return PageGrid(pages, step, sampled, {p: counts[p] for p in shown if p in counts})

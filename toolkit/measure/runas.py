@@ -14,7 +14,7 @@ import tempfile
 
 NOBODY = 65534
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
-DEPENDENCIES = ("sysv_ipc", "posix_ipc", "click", "pyelftools", "rich")
+DEPENDENCIES = ("sysv_ipc", "posix_ipc", "click", "pyelftools", "rich", "jinja2")  # jinja2: the html extra, if here
 
 
 class Runtime:

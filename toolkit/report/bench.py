@@ -85,6 +85,9 @@ def plot(result, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from toolkit.report.svg import _size_label
 
     phases = [c for c in COLUMNS if any(r.phase == c and r.mechanism != "dso" for r in result.rows)]
     cols = 4
@@ -100,9 +103,13 @@ def plot(result, path) -> None:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=mech, color=colour[mech])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        # human units on the axes: 4K, 64K, 1M ... and µs / ms, not powers of two and seconds
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _size_label(int(round(v)))))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human_seconds(v)))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
         ax.set_title(phase.replace("_", " "))
-        ax.set_xlabel("size (bytes)")
-        ax.set_ylabel("median seconds")
+        ax.set_xlabel("size")
+        ax.set_ylabel("median time")
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(phases):]:
         ax.axis("off")

@@ -31,6 +31,10 @@ def to_json(c: Comparison) -> dict:
                 "physical_bytes": f.physical_bytes, "kernel_bytes": f.kernel_bytes, "kernel_source": f.kernel_source,
                 "kpagecount_min": f.kpagecount_min, "kpagecount_max": f.kpagecount_max,
                 "per_peer": [dict(to_dict(p), uss=p.uss) for p in f.per_peer],
+                "page_grid": None if f.page_grid is None else {
+                    "pages": f.page_grid.pages, "step": f.page_grid.step,
+                    "rows": [{"pid": pid, "pfns": list(pfns)} for pid, pfns in f.page_grid.rows],
+                    "kpagecount": {str(k): v for k, v in f.page_grid.kpagecount.items()}},
             },
         }
     return {
@@ -39,6 +43,7 @@ def to_json(c: Comparison) -> dict:
         "library_write": to_dict(c.library_write) if c.library_write else None,
         "text_sharing": to_dict(c.text_sharing) if c.text_sharing else None,
         "shmem_before_bytes": c.shmem_before, "shmem_during_bytes": c.shmem_during, "notes": list(c.notes),
+        "library_segments": [to_dict(s) for s in c.library_segments],
     }
 
 

@@ -9,7 +9,11 @@ MARK = {True: "shown", False: "NOT shown", None: "cannot be shown here"}
 
 
 def to_json(story) -> dict:
-    d = to_dict(story)
+    d = to_dict(story._replace(comparison=None))
+    if story.comparison is not None:  # the compare run the steps cite, in compare's own JSON shape
+        from toolkit.report.compare import to_json as compare_json
+
+        d["comparison"] = compare_json(story.comparison)
     d["machine"] = {"kernel": platform.release(), "machine": platform.machine()}
     return d
 
