@@ -134,3 +134,28 @@ def test_kpagecount_reads_runs(tmp_path):
 
 def test_parse_maps_skips_blank_lines():
     assert len(parse_maps("1000-2000 r--p 00000000 00:00 0\n\n")) == 1
+
+
+def test_physical_pages_with_and_without_numpy_agree():
+    """The C-speed decoding (translate masks; numpy above a size) gives what the per-page reading gives."""
+    from array import array
+
+    from toolkit.proc import pagemap
+    from toolkit.records import PageRange
+
+    words = array("Q", [
+        (1 << 63) | 5, (1 << 63) | (1 << 55) | 5, (1 << 63) | (1 << 61) | 7,  # present (soft-dirty, file bits)
+        (1 << 63) | (1 << 62) | 123,  # swapped: not a PFN
+        0, (1 << 63) | (1 << 56) | 9, (1 << 61) | 11])  # absent; exclusive; file bit but not present
+    r = PageRange(1, 0, 4096, words, True)
+    assert r.pfns == [5, 5, 7, None, None, 9, None]
+    assert r.distinct_pfns() == {5, 7, 9} and r.present_count == 5
+    before = pagemap.NUMPY_FROM_PAGES
+    try:
+        for threshold in (1, 1 << 62):
+            pagemap.NUMPY_FROM_PAGES = threshold
+            assert pagemap.physical_pages([r, r], counts=False)[0] == 3
+    finally:
+        pagemap.NUMPY_FROM_PAGES = before
+    hidden = PageRange(1, 0, 4096, words, False)
+    assert hidden.pfns == [None] * 7 and pagemap.physical_pages([hidden]) == (None, None, None)

@@ -5,6 +5,7 @@ class it defines, and a frozen dataclass costs six times a NamedTuple to create 
 """
 from __future__ import annotations
 
+from array import array
 from typing import NamedTuple, Optional
 
 
@@ -114,13 +115,20 @@ class Rollup(NamedTuple):
 # ---------------------------------------------------------------- pagemap, kpagecount
 
 
+# pagemap bits (Documentation/admin-guide/mm/pagemap.rst): a byte table per top byte of an entry,
+# applied with bytes.translate so that whole ranges are decoded at C speed (no per-page Python)
+_KEEP = bytes(0xFF if (b & 0xC0) == 0x80 else 0 for b in range(256))  # present (63) and not swapped (62)
+_CLEAR_55 = bytes(b & 0x7F for b in range(256))  # bit 55 (soft-dirty) is byte 6's top bit
+_PRESENT = bytes(1 if b & 0x80 else 0 for b in range(256))  # bit 63
+
+
 class PageRange(NamedTuple):
     """Decoded /proc/PID/pagemap entries for [start, start + len(entries) pages)."""
 
     pid: int
     start: int
     page_size: int
-    entries: tuple  # raw 64-bit words
+    entries: array  # raw 64-bit words (array('Q'))
     pfns_visible: bool
 
     PFN_MASK = (1 << 55) - 1
@@ -128,13 +136,34 @@ class PageRange(NamedTuple):
     def __len__(self):
         return len(self.entries)
 
+    def pfn_array(self):
+        """array('Q') of the PFN of every page, 0 where absent (or swapped, or hidden). Masked at C speed:
+        a 1 GiB range (262144 pages) takes a few milliseconds, against ~100 ms page by page in Python."""
+        import sys
+
+        n = len(self.entries)
+        if not self.pfns_visible or not n:
+            return array("Q", bytes(8 * n))
+        if sys.byteorder != "little":  # the byte tricks below assume little-endian words
+            m = self.PFN_MASK
+            return array("Q", ((e & m) if (e >> 62) == 2 else 0 for e in self.entries))
+        raw = self.entries.tobytes()
+        keep = raw[7::8].translate(_KEEP)
+        buf = bytearray(raw)
+        buf[7::8] = bytes(n)  # bits 56-63
+        buf[6::8] = buf[6::8].translate(_CLEAR_55)
+        mask = bytearray(8 * n)
+        for k in range(7):
+            mask[k::8] = keep  # 0xFF.. for a present page, 0 otherwise
+        masked = int.from_bytes(buf, "little") & int.from_bytes(mask, "little")
+        return array("Q", masked.to_bytes(8 * n, "little"))
+
     @property
     def pfns(self) -> list:
         """PFN of every present page, None where absent; None for all when the kernel hides them."""
         if not self.pfns_visible:
             return [None] * len(self.entries)
-        m = self.PFN_MASK
-        return [(e & m) if e >> 63 else None for e in self.entries]
+        return [p or None for p in self.pfn_array()]
 
     def _bit(self, bit):
         return [bool(e >> bit & 1) for e in self.entries]
@@ -161,13 +190,14 @@ class PageRange(NamedTuple):
 
     @property
     def present_count(self) -> int:
-        return sum(1 for e in self.entries if e >> 63)
+        return len(self.entries) - self.entries.tobytes()[7::8].translate(_PRESENT).count(0)
 
     def distinct_pfns(self) -> Optional[set]:
         if not self.pfns_visible:
             return None
-        m = self.PFN_MASK
-        return {e & m for e in self.entries if e >> 63}
+        found = set(self.pfn_array())
+        found.discard(0)
+        return found
 
 
 # ---------------------------------------------------------------- System V, limits, meminfo

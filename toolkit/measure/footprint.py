@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from toolkit.proc.maps import read_smaps
-from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecount, read_pagemap
+from toolkit.proc.pagemap import PAGE_SIZE, physical_pages, read_kpagecount, read_pagemap
 from toolkit.records import Footprint, PageGrid, PeerFootprint
 
 
@@ -24,42 +24,38 @@ def pagemaps_of(ranges_by_pid: dict) -> dict:
 def region_footprint(mechanism: str, region_bytes: int, ranges_by_pid: dict, smaps: dict,
                      privileged: bool, kernel=(None, ""), pagemaps=None) -> Footprint:
     """pagemaps: what pagemaps_of() read for these ranges, if it was read already."""
-    per_peer, pfns = [], set()
+    per_peer = []
     if privileged and pagemaps is None:
         pagemaps = pagemaps_of(ranges_by_pid)
     for pid, ranges in ranges_by_pid.items():
         entries = entries_in(smaps[pid], ranges)
         if entries:
             per_peer.append(PeerFootprint.from_entries(pid, entries))
-        if privileged:
-            for rng in pagemaps[pid]:
-                found = rng.distinct_pfns()
-                if found is None:
-                    privileged = False
-                    break
-                pfns |= found
-    physical = len(pfns) * PAGE_SIZE if privileged else None
-    kmin = kmax = None
-    grid = None
-    if privileged and pfns:
-        counts = read_kpagecount(pfns)
-        kmin, kmax = min(counts.values()), max(counts.values())
-        grid = page_grid(pagemaps, counts)
+    physical = kmin = kmax = grid = None
+    if privileged:
+        count, kmin, kmax = physical_pages((r for rs in pagemaps.values() for r in rs))
+        if count is not None:
+            physical = count * PAGE_SIZE
+            grid = page_grid(pagemaps) if count else None
     return Footprint(mechanism, region_bytes, tuple(per_peer), physical, kernel[0], kernel[1], kmin, kmax, grid)
 
 
 GRID_CELLS = 128  # per peer: more pages than this are sampled, one in every `step`
 
 
-def page_grid(pagemaps: dict, counts: dict) -> PageGrid:
+def page_grid(pagemaps: dict) -> PageGrid:
     """Every peer's PFNs of a region, sampled to at most GRID_CELLS cells, with their kpagecount."""
     rows = []
     pages = 0
     for pid, ranges in pagemaps.items():
-        pfns = [p for rng in ranges for p in rng.pfns]
-        pages = max(pages, len(pfns))
-        rows.append((pid, pfns))
+        arrays = [rng.pfn_array() for rng in ranges]
+        pages = max(pages, sum(len(a) for a in arrays))
+        rows.append((pid, arrays))
     step = max(1, -(-pages // GRID_CELLS))
-    sampled = tuple((pid, tuple(pfns[::step])) for pid, pfns in rows)
+    # sampled before anything is turned into Python objects: one slice of each range at C speed
+    sampled = []
+    for pid, arrays in rows:
+        joined = arrays[0] if len(arrays) == 1 else sum(arrays[1:], arrays[0][:])
+        sampled.append((pid, tuple(p or None for p in joined[::step])))
     shown = {p for _, row in sampled for p in row if p is not None}
-    return PageGrid(pages, step, sampled, {p: counts[p] for p in shown if p in counts})
+    return PageGrid(pages, step, tuple(sampled), read_kpagecount(shown) if shown else {})

@@ -180,7 +180,7 @@ def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
             r = read_pagemap(pid, start, end, fs)
         except (AccessDenied, NoSuchProcess, NotFound):
             continue
-        raw = b"".join(e.to_bytes(8, "little") for e in r.entries)
+        raw = r.entries.tobytes()
         per_pid.setdefault(pid, []).append([start // PAGE_SIZE * 8, raw.hex()])
         pfns.update(p for p in r.pfns if p is not None)
     for pid, runs in per_pid.items():
