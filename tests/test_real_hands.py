@@ -253,3 +253,54 @@ def test_as_nobody_a_root_mapped_object_is_not_an_orphan_and_nothing_is_a_false_
     out = run_as_nobody(nobody_env, "footprint", "--json").stdout
     assert json.loads(out)["privileged"] is False
     assert json.loads(run_shmkit("footprint", "--json").stdout)["privileged"] is (os.geteuid() == 0)
+
+
+# ------------------------------------------------------------------ --watch
+
+
+def test_watch_prints_a_json_line_per_scan_with_what_changed_and_ends_cleanly_on_ctrl_c():
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-m", "toolkit", "footprint", "--watch", "0.5", "--json"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(p.stdout.readline())
+        newcomer = subprocess.Popen(["sleep", "30"])
+        try:
+            later = None
+            for _ in range(20):  # the newcomer shows up within a few scans, marked new
+                doc = json.loads(p.stdout.readline())
+                if newcomer.pid in {q["pid"] for q in doc["processes"]}:
+                    later = doc
+                    break
+            assert later is not None and later["changes"].get(str(newcomer.pid)) == "new", later["changes"]
+            assert first["time"] <= later["time"] and first["changes"] == {}
+        finally:
+            newcomer.kill()
+            newcomer.wait()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=10) == 0
+        assert "Traceback" not in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_watch_segments_marks_a_new_segment():
+    p = subprocess.Popen([sys.executable, "-m", "toolkit", "segments", "--watch", "0.3", "--json"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sysv = mechanisms.get("sysv")
+    try:
+        json.loads(p.stdout.readline())
+        h = sysv.create_fresh(4096)
+        try:
+            for _ in range(20):
+                doc = json.loads(p.stdout.readline())
+                if any(o["shmid"] == h.shmid for o in doc["sysv"]):
+                    break
+            assert doc["changes"]["new"] >= 1
+        finally:
+            sysv.destroy(h)
+    finally:
+        p.kill()
+        p.wait()

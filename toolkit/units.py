@@ -46,13 +46,21 @@ def human_seconds(s) -> str:
     return f"{s * 1e6:.1f} µs"
 
 
-def owner_name(uid: int) -> str:
-    import pwd
+_OWNERS = {}
 
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+
+def owner_name(uid: int) -> str:
+    """The user name of a uid (looked up once per uid: a scan of 1000 processes asks for a few uids)."""
+    name = _OWNERS.get(uid)
+    if name is None:
+        import pwd
+
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+        _OWNERS[uid] = name
+    return name
 
 
 def mode_string(mode: int) -> str:

@@ -16,6 +16,55 @@ def ROOT(fn):
                         help="Read a recorded host under DIR (its proc/, etc/, run/, dev/shm) instead of this machine.")(fn)
 
 
+WATCH = click.option("--watch", "watch", type=float, is_flag=False, flag_value=1.0, default=None, metavar="[SECONDS]",
+                     help="Scan again every SECONDS (1 by default) and show what changed; Ctrl-C ends it. On a "
+                          "terminal the table is redrawn in place; otherwise one JSON object (--json) or one "
+                          "timestamped table per scan.")
+
+
+def _watch(scan, changes, to_json, renderables, interval, as_json):
+    """The --watch loop at the CLI edge: rich Live on a terminal, a record per scan otherwise."""
+    import datetime
+    import sys
+
+    from toolkit.measure.watch import loop
+
+    if interval <= 0:
+        raise click.BadParameter("must be more than 0 seconds", param_hint="--watch")
+    con = console()
+
+    def stamp():
+        return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+    def show_line(cur, prev):
+        ch = changes(prev, cur)
+        if as_json:
+            doc = {"time": stamp(), **to_json(cur), "changes": {str(k): v for k, v in ch.items()}
+                   if "new" not in ch else {"new": len(ch["new"]), "gone": ch["gone"]}}
+            sys.stdout.write(json.dumps(doc) + "\n")
+            sys.stdout.flush()
+        else:
+            con.print(f"--- {stamp()}", highlight=False)
+            for part in renderables(cur, ch, con):
+                con.print(part)
+
+    try:
+        if as_json or not con.is_terminal:
+            loop(scan, show_line, interval)
+        else:
+            from rich.console import Group
+            from rich.live import Live
+
+            with Live(console=con, auto_refresh=False, screen=False) as live:
+                def show_live(cur, prev):
+                    ch = changes(prev, cur)
+                    live.update(Group(f"every {interval:g} s, {stamp()} (Ctrl-C ends)", *renderables(cur, ch, con)),
+                                refresh=True)
+                loop(scan, show_live, interval)
+    except KeyboardInterrupt:
+        pass  # the way to end a watch: a clean stop, status 0
+
+
 @contextlib.contextmanager
 def _host(root, from_):
     from toolkit.proc.fs import ProcFS, default_fs
@@ -33,13 +82,21 @@ def _host(root, from_):
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@WATCH
 @ROOT
 @library_errors
-def segments(as_json, root, from_):
+def segments(as_json, watch, root, from_):
     """Every System V segment and POSIX object, memfd and deleted-file mappings, and who maps each now."""
     from toolkit.measure.system import scan_segments
     from toolkit.report import system as report
 
+    if watch is not None:
+        from toolkit.measure.watch import segments_changes
+
+        with _host(root, from_) as fs:
+            _watch(lambda: scan_segments(fs), segments_changes, report.segments_to_json,
+                   lambda r, ch, con: report.segments_renderables(r, con, ch), watch, as_json)
+        return
     with _host(root, from_) as fs:
         r = scan_segments(fs)
     if as_json:
@@ -59,9 +116,10 @@ def segments(as_json, root, from_):
 @click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True,
               help="Order of the process rows (largest first for sizes).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@WATCH
 @ROOT
 @library_errors
-def footprint(pids, all_, user, match, by, sort, as_json, root, from_):
+def footprint(pids, all_, user, match, by, sort, as_json, watch, root, from_):
     """RSS, PSS, USS and swap per process, user, kind of memory or library (like smem, faster)."""
     import re
 
@@ -87,6 +145,16 @@ def footprint(pids, all_, user, match, by, sort, as_json, root, from_):
             click.echo(json.dumps(ledger.to_json(led, by), indent=2))
         else:
             ledger.render(led, by, console())
+        return
+    if watch is not None:
+        from toolkit.measure.watch import footprint_changes
+
+        if by not in ("process", "user", "kind"):
+            raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
+        with _host(root, from_) as fs:
+            _watch(lambda: scan_footprint(pids, user, match, by, fs=fs), footprint_changes,
+                   lambda r: report.footprint_to_json(r, by),
+                   lambda r, ch, con: report.footprint_renderables(r, by, sort, con, ch), watch, as_json)
         return
     with _host(root, from_) as fs:
         r = scan_footprint(pids, user, match, by, fs=fs)

@@ -78,17 +78,21 @@ def has_smaps_rollup(pid="self", fs: ProcFS | None = None) -> bool:
     return (fs or default_fs()).exists(pid, "smaps_rollup")
 
 
+_ROLLUP_LINE = None
+
+
 def parse_rollup(pid, data) -> Rollup:
-    """smaps_rollup text (str or bytes): every 'Name: N kB' line, in bytes."""
+    """smaps_rollup text (str or bytes): every 'Name: N kB' line, in bytes. One regular expression over the
+    block (the C engine finds the fields): a third of the time of splitting it line by line, which mattered
+    for `--watch` over 1000 processes (bench/watch_cost.py)."""
+    global _ROLLUP_LINE
+    if _ROLLUP_LINE is None:
+        import re
+
+        _ROLLUP_LINE = re.compile(rb"^([A-Za-z_]+):\s+(\d+)( kB)?$", re.M)
     if isinstance(data, str):
         data = data.encode()
-    fields = {}
-    for line in data.split(b"\n"):
-        key, sep, rest = line.partition(b":")
-        words = rest.split()
-        if sep and words and b" " not in key and words[0].isdigit():
-            fields[key.decode()] = int(words[0]) * (1024 if len(words) > 1 and words[1] == b"kB" else 1)
-    return Rollup(pid, fields, True)
+    return Rollup(pid, {k.decode(): int(v) * (1024 if kb else 1) for k, v, kb in _ROLLUP_LINE.findall(data)}, True)
 
 
 def rollup_from_smaps(pid, entries) -> Rollup:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from toolkit.records import to_dict
-from toolkit.report.view import Column, View, escape, raw_hex, render
+from toolkit.report.view import Column, View, escape, raw_hex, renderables
 from toolkit.units import human_bytes
 
 
@@ -115,24 +115,44 @@ MAPPED_COLUMNS = (
 
 
 def render_segments(r, console) -> None:
-    render(View(f"System V segments ({len(r.sysv)})", SYSV_COLUMNS, list(r.sysv)), console)
-    render(View(f"POSIX objects in /dev/shm ({len(r.posix)})", POSIX_COLUMNS, list(r.posix)), console)
+    for part in segments_renderables(r, console):
+        console.print(part)
+
+
+def _with_change(columns, changes):
+    """The view's columns and, while watching, one saying what changed since the last scan."""
+    from toolkit.measure.watch import segment_key
+
+    if changes is None:
+        return columns
+    return columns + (Column("change", lambda o: "NEW" if segment_key(o) in changes["new"] else "", text=True),)
+
+
+def segments_renderables(r, console, changes=None) -> list:
+    out = []
+    views = [View(f"System V segments ({len(r.sysv)})", _with_change(SYSV_COLUMNS, changes), list(r.sysv)),
+             View(f"POSIX objects in /dev/shm ({len(r.posix)})", _with_change(POSIX_COLUMNS, changes), list(r.posix))]
     if r.memfd or r.deleted:
-        render(View("memfd and deleted-file shared mappings", MAPPED_COLUMNS, list(r.memfd + r.deleted)), console)
+        views.append(View("memfd and deleted-file shared mappings", MAPPED_COLUMNS, list(r.memfd + r.deleted)))
     pinned = [o for o in r.sysv if o.pinned] + list(r.pinned)
     if pinned:
-        render(View(f"pinned memory nobody lists or maps ({len(pinned)})", PINNED_COLUMNS, pinned), console)
+        views.append(View(f"pinned memory nobody lists or maps ({len(pinned)})", _with_change(PINNED_COLUMNS, changes),
+                          pinned))
     if len(r.dev_shm) > 1 or any(d.full for d in r.dev_shm):
-        render(View(f"/dev/shm mounts ({len(r.dev_shm)})", DEV_SHM_COLUMNS, list(r.dev_shm)), console)
+        views.append(View(f"/dev/shm mounts ({len(r.dev_shm)})", DEV_SHM_COLUMNS, list(r.dev_shm)))
+    for v in views:
+        out += renderables(v, console)
     orphans = [o for o in r.sysv + r.posix if o.orphan]
     if orphans:
-        console.print(Text(f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
-                           "stay until removed (ipcrm -m SHMID, rm /dev/shm/NAME) or reboot."))
+        out.append(Text(f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
+                        "stay until removed (ipcrm -m SHMID, rm /dev/shm/NAME) or reboot."))
     if r.remove_ipc_policy == "yes":
-        console.print(Text("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
-                           "their owner's last session ends."))
-    for n in r.notes:
-        console.print(Text(n))
+        out.append(Text("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
+                        "their owner's last session ends."))
+    if changes and changes["gone"]:
+        out.append(Text("gone since the last scan: " + ", ".join(changes["gone"])))
+    out += [Text(n) for n in r.notes]
+    return out
 
 
 def footprint_to_json(r, by) -> dict:
@@ -246,11 +266,23 @@ def footprint_view(r, by, sort="pss") -> View:
 
 
 def render_footprint(r, by, sort, console) -> None:
-    render(footprint_view(r, by, sort), console, show_footer=by != "library")
-    footer(r, console)
+    for part in footprint_renderables(r, by, sort, console):
+        console.print(part)
+
+
+def footprint_renderables(r, by, sort, console, changes=None) -> list:
+    view = footprint_view(r, by, sort)
+    if changes is not None and by == "process":  # while watching: what changed since the last scan
+        view = view._replace(columns=view.columns + (Column("change", lambda p: changes.get(p.pid, ""), text=True),))
+    return renderables(view, console, show_footer=by != "library") + footer_texts(r)
 
 
 def footer(r, console) -> None:
+    for t in footer_texts(r):
+        console.print(t)
+
+
+def footer_texts(r) -> list:
     parts = list(r.notes)  # why some processes were not read or not seen, with the real reason
     if r.zombies:
         parts.append(f"{r.zombies} zombies skipped (exited, no memory left)")
@@ -258,8 +290,7 @@ def footer(r, console) -> None:
         parts.append(f"{r.vanished} exited during the scan")
     if r.kernel_threads:
         parts.append(f"{r.kernel_threads} kernel threads skipped (no user memory)")
-    if parts:
-        console.print(Text("; ".join(parts) + "."))
+    return [Text("; ".join(parts) + ".")] if parts else []
 
 
 def prometheus_text(seg, foot) -> str:

@@ -103,6 +103,12 @@ def write_csv(view: View, out) -> None:
 
 def render(view: View, console, show_footer: bool = False) -> None:
     """A rich table that fits console.width without cutting a number or an id."""
+    for part in renderables(view, console, show_footer):
+        console.print(part)
+
+
+def renderables(view: View, console, show_footer: bool = False) -> list:
+    """What render() prints, as rich renderables (for a Live display that redraws them in place)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -156,11 +162,11 @@ def render(view: View, console, show_footer: bool = False) -> None:
                      max(mins[i], width - 3 * (len(keep) - 1) - sum(mins[j] for j in keep if j != i)))
     for row in cells:
         t.add_row(*(Text(row[i]) for i in keep))
-    console.print(t)
+    out = [t]
     for i in aside:
         for row in cells:
-            console.print(Text(f"{row[0].split(chr(10))[0]}: {view.columns[i].title} {row[i]}"))
+            out.append(Text(f"{row[0].split(chr(10))[0]}: {view.columns[i].title} {row[i]}"))
     if left_out:
-        console.print(Text(f"(left out at {width} columns: {', '.join(left_out)}; wider terminal or --json for all)"))
-    for n in view.notes:
-        console.print(Text(n))
+        out.append(Text(f"(left out at {width} columns: {', '.join(left_out)}; wider terminal or --json for all)"))
+    out += [Text(n) for n in view.notes]
+    return out

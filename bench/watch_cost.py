@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Benchmark: what `--watch` costs while left running. The machine is filled to ~1000 processes (sleep),
+`footprint --watch 1 --json` and `segments --watch 1 --json` each run for SECONDS with their output
+discarded, and the CPU time they used (user + system, from the kernel's accounting of the child) is set
+against the wall time. Target (issue 13): at most 5% of one core at a 1 s interval with 1000 processes.
+Run: python3 bench/watch_cost.py [SECONDS] [PROCESSES]
+"""
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+
+def main():
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60
+    target = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    sleepers = []
+    try:
+        while sum(1 for d in os.listdir("/proc") if d.isdigit()) < target:
+            sleepers.append(subprocess.Popen(["sleep", "3600"]))
+        n = sum(1 for d in os.listdir("/proc") if d.isdigit())
+        print(f"{n} processes, each watch left running {seconds:.0f} s at a 1 s interval:")
+        for view in ("footprint", "segments"):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            p = subprocess.Popen([sys.executable, "-m", "toolkit", view, "--watch", "1", "--json"],
+                                 stdout=subprocess.DEVNULL)
+            time.sleep(seconds)
+            p.send_signal(signal.SIGINT)
+            p.wait()
+            wall = time.monotonic() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            print(f"  {view:<9} --watch 1: {cpu:.2f} s of CPU in {wall:.1f} s = {100 * cpu / wall:.1f}% of one core "
+                  f"(target <= 5%)")
+    finally:
+        for s in sleepers:
+            s.kill()
+        for s in sleepers:
+            s.wait()
+
+
+if __name__ == "__main__":
+    main()
