@@ -2,7 +2,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 
 import click
 
@@ -179,6 +178,8 @@ def export(prom, file, root, from_):
     if not file or file == "-":
         sys.stdout.write(text)
         return
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(file))
     tmp = None
     try:
