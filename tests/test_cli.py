@@ -5,6 +5,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -147,3 +148,30 @@ def test_permission_denied_is_one_line_as_nobody(nobody_env):
     r = run_as_nobody(nobody_env, "elf", "--pid", "1")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "permission denied" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_inside_a_finaliser_still_exits_143_without_a_traceback(tmp_path):
+    """A SIGTERM that lands while the collector runs a __del__ (a Popen's, say) would be printed as
+    "Exception ignored" with a traceback and lost; shmkit's handler waits for the finaliser to return."""
+    prog = tmp_path / "slow_del.py"
+    prog.write_text(textwrap.dedent(f"""
+        import signal, sys, time
+        sys.path.insert(0, {REPO!r})
+        from toolkit.cli.main import _terminate
+        signal.signal(signal.SIGTERM, _terminate)
+        class Slow:
+            def __del__(self):
+                t = time.monotonic()
+                while time.monotonic() - t < 0.5:
+                    pass
+        print("ready", flush=True)
+        x = Slow()
+        del x
+        time.sleep(10)
+    """))
+    p = subprocess.Popen([sys.executable, str(prog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 143 and "Traceback" not in err, err

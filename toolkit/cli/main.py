@@ -36,7 +36,16 @@ class LazyGroup(click.Group):
 
 
 def _terminate(signum, frame):
-    # turn SIGTERM/SIGHUP into an exception so every `finally` removes what we made
+    # turn SIGTERM/SIGHUP into an exception so every `finally` removes what we made; but an exception
+    # raised inside a finaliser (a Popen's __del__ run by the collector) is only printed as "Exception
+    # ignored" with a traceback and lost, so there the exit waits until the finaliser has returned
+    f, depth = frame, 0
+    while f is not None and depth < 8:
+        if f.f_code.co_name == "__del__":
+            signal.signal(signal.SIGALRM, lambda _sig, where: _terminate(signum, where))
+            signal.setitimer(signal.ITIMER_REAL, 0.02)
+            return
+        f, depth = f.f_back, depth + 1
     raise SystemExit(128 + signum)
 
 
