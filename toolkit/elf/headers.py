@@ -192,6 +192,7 @@ def _read(path, m, size) -> ElfInfo:
     relocs = sorted(_reloc_offsets(m, size, dyn, phdrs, cls, little)) if not truncated else None
 
     relro_ranges = [(p[3], p[3] + p[6]) for p in phdrs if p[0] == PT_GNU_RELRO]
+    section_index = _SectionIndex(sections)
     segs = []
     for i, (p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align) in enumerate(phdrs):
         kind = _ptype_name(ptype_names.get(p_type, p_type), describe_p_type)
@@ -201,7 +202,7 @@ def _read(path, m, size) -> ElfInfo:
         segs.append(Segment(
             index=i, type=kind, offset=p_offset, vaddr=p_vaddr, paddr=p_paddr, filesz=p_filesz, memsz=p_memsz,
             flags=_flags(p_flags).rstrip(), align=p_align,
-            sections=tuple(sec[0] for sec in sections if _in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz, sec)),
+            sections=section_index.in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz),
             sharing=describe_sharing(kind, p_flags, p_vaddr, p_filesz, p_memsz, relro_ranges, bool(textrel)),
             relocations=n_rel, reloc_pages=n_pages,
         ))
@@ -241,6 +242,31 @@ def _count_in(sorted_offsets, lo, hi):
         pages += 1
         i = bisect.bisect_left(sorted_offsets, (sorted_offsets[i] // RUNTIME_PAGE + 1) * RUNTIME_PAGE, i, end)
     return n, pages
+
+
+class _SectionIndex:
+    """Sections sorted by address and by file offset, so that a segment tests only the sections that lie
+    in its range (two bisects) instead of all of them: a section in a segment has its address inside the
+    segment (SHF_ALLOC) or its file bytes inside it (the rest). 507 libraries: 122,000 tests became about
+    10,000 (bench/elf_speed.py)."""
+
+    def __init__(self, sections):
+        self.sections = sections
+        self.by_addr = sorted((sec[3], i) for i, sec in enumerate(sections) if sec[2] & SHF_ALLOC)
+        self.by_off = sorted((sec[4], i) for i, sec in enumerate(sections) if not sec[2] & SHF_ALLOC)
+        self.addrs = [a for a, _ in self.by_addr]
+        self.offs = [o for o, _ in self.by_off]
+
+    def in_segment(self, p_type, p_offset, p_vaddr, p_filesz, p_memsz) -> tuple:
+        lo = bisect.bisect_left(self.addrs, p_vaddr)
+        hi = bisect.bisect_right(self.addrs, p_vaddr + p_memsz)
+        found = [i for _a, i in self.by_addr[lo:hi]]
+        lo = bisect.bisect_left(self.offs, p_offset)
+        hi = bisect.bisect_right(self.offs, p_offset + p_filesz)
+        found += [i for _o, i in self.by_off[lo:hi]]
+        secs = self.sections
+        return tuple(secs[i][0] for i in sorted(found)
+                     if _in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz, secs[i]))
 
 
 def _in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz, sec) -> bool:
