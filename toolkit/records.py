@@ -757,3 +757,17 @@ class Ledger(NamedTuple):
     complete: bool
     notes: tuple = ()
 
+
+# ------------------------------------------------------------------ sandbox (measure/sandbox.py), cgroups (proc/cgroup.py)
+
+
+class Isolated(NamedTuple):
+    result: object
+    private: bool  # ran in a private IPC namespace and /dev/shm
+    where: str  # one sentence for the notes
+
+
+class Hierarchy(NamedTuple):
+    version: int  # 1: the v1 memory controller; 2: the unified hierarchy
+    mount: str  # where it is mounted (a host path)
+    root: str  # the part of the hierarchy that mount shows ("/" but in a cgroup namespace)

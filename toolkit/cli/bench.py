@@ -2,7 +2,14 @@ import json
 
 import click
 
-from toolkit.cli.common import ProgressReporter, at_least, command_line, console, html_option, library_errors
+from toolkit.cli.common import (
+    ProgressReporter,
+    at_least,
+    command_line,
+    console,
+    html_option,
+    library_errors,
+)
 
 
 def _sizes(ctx, param, value):

@@ -2,7 +2,15 @@ import json
 
 import click
 
-from toolkit.cli.common import SIZE, ProgressReporter, at_least, command_line, console, html_option, library_errors
+from toolkit.cli.common import (
+    SIZE,
+    ProgressReporter,
+    at_least,
+    command_line,
+    console,
+    html_option,
+    library_errors,
+)
 
 
 @click.command()

@@ -7,6 +7,7 @@ import click
 
 from toolkit.cli.common import console, library_errors
 
+
 def ROOT(fn):
     """--root DIR and --from FILE: read a recorded host instead of this machine."""
     fn = click.option("--from", "from_", default=None, metavar="FILE",

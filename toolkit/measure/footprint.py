@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 from toolkit.proc.maps import read_smaps
-from toolkit.proc.pagemap import PAGE_SIZE, physical_pages, read_kpagecount, read_pagemap
+from toolkit.proc.pagemap import (
+    PAGE_SIZE,
+    physical_pages,
+    read_kpagecount,
+    read_pagemap,
+)
 from toolkit.records import Footprint, PageGrid, PeerFootprint
 
 

@@ -14,7 +14,12 @@ import os
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
 from toolkit.measure.system import _completeness, _pool_map, classify
 from toolkit.proc.access import read_access
-from toolkit.proc.cgroup import inode_paths, memory_hierarchy, memory_stat, process_cgroup
+from toolkit.proc.cgroup import (
+    inode_paths,
+    memory_hierarchy,
+    memory_stat,
+    process_cgroup,
+)
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecgroup, read_pagemap

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, NamedTuple
+
+from toolkit.records import Isolated
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
@@ -80,12 +81,6 @@ def private_peer(env=None):
         peer.close()
         return None, str(err)
     return peer, ""
-
-
-class Isolated(NamedTuple):
-    result: Any
-    private: bool  # ran in a private IPC namespace and /dev/shm
-    where: str  # one sentence for the notes
 
 
 def run_isolated(target: str, progress=None, work: int = 0, env=None, **kwargs) -> Isolated:

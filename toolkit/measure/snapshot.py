@@ -63,7 +63,12 @@ def _stat_meta(st) -> dict:
 def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None) -> dict:
     """Capture this host into PATH (.tar.gz or .tar.xz by its name); returns a summary."""
     from toolkit.proc.access import read_access
-    from toolkit.proc.cgroup import cgroup_dir, inode_paths, memory_hierarchy, process_cgroup
+    from toolkit.proc.cgroup import (
+        cgroup_dir,
+        inode_paths,
+        memory_hierarchy,
+        process_cgroup,
+    )
     from toolkit.proc.process import list_pids
 
     fs = fs or default_fs()
@@ -197,7 +202,7 @@ def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
 
 def _shared_ranges(fs):
     """(pid, start, end) of every mapping the ledger would read PFNs of."""
-    from toolkit.measure.ledger import SHARED_KINDS, _FROM_CLASSIFY
+    from toolkit.measure.ledger import _FROM_CLASSIFY, SHARED_KINDS
     from toolkit.measure.system import classify
     from toolkit.proc.maps import read_smaps
     from toolkit.proc.process import list_pids

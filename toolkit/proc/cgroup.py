@@ -7,19 +7,14 @@ v1 and v2 differ in names (Documentation/admin-guide/cgroup-v1/memory.rst, cgrou
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
 from toolkit.proc.fs import ProcFS, default_fs
+from toolkit.records import Hierarchy
 
 V1_FIELDS = ("rss", "cache", "shmem", "mapped_file")
 V2_FIELDS = ("anon", "file", "shmem", "file_mapped")
-
-
-class Hierarchy(NamedTuple):
-    version: int  # 1: the v1 memory controller; 2: the unified hierarchy
-    mount: str  # where it is mounted (a host path)
-    root: str  # the part of the hierarchy that mount shows ("/" but in a cgroup namespace)
 
 
 def _mounts(fs: ProcFS):

@@ -1,7 +1,8 @@
 """`footprint --by cgroup` and `--by object`: who uses shared memory and who pays for it."""
 from __future__ import annotations
 
-from toolkit.report.view import Column, View, escape, raw_hex, render as render_view
+from toolkit.report.view import Column, View, escape, raw_hex
+from toolkit.report.view import render as render_view
 from toolkit.units import human_bytes
 
 SHORT = {"anon": "anon", "sysv": "sysv", "posix": "posix", "memfd": "memfd", "tmpfs": "tmpfs",
