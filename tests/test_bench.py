@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, run_shmkit
+
 from toolkit.errors import BadInput, LimitExceeded
 from toolkit.measure.bench import run_bench
 from toolkit.measure.setup import PHASES, SECOND_PHASES

@@ -9,8 +9,8 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import REPO, run_as_nobody, run_shmkit
+
 from toolkit.proc.system import read_limits
 
 

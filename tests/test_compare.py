@@ -3,8 +3,8 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import is_root
+
 from toolkit.errors import BadInput, LimitExceeded, NotELF, NotFound
 from toolkit.measure.compare import run_compare
 from toolkit.proc.pagemap import PAGE_SIZE

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from conftest import REPO, run_as_nobody, run_shmkit
 from elfgen import make_elf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from readelf_oracle import readelf_segments
+
 from toolkit.elf.headers import read_elf
 from toolkit.errors import ShmkitError
 from toolkit.measure.elfjoin import join_pid

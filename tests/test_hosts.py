@@ -10,8 +10,8 @@ import os
 import shutil
 
 import pytest
-
 from conftest import REPO, run_shmkit
+
 from toolkit.measure.system import remove_ipc_policy, scan_footprint, scan_segments
 from toolkit.proc.fs import ProcFS
 from toolkit.proc.maps import has_smaps_rollup

@@ -7,8 +7,8 @@ import shutil
 import time
 
 import pytest
-
 from conftest import run_as_nobody, run_shmkit
+
 from toolkit.units import human_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,7 +9,6 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import REPO, new_objects, snapshot
 
 # ------------------------------------------------------------------ killing a whole process tree at once

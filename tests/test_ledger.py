@@ -1,14 +1,14 @@
 """The ledger with real memory cgroups: cgroup A creates and touches a 64 MiB System V segment and a 64 MiB
 POSIX object, cgroup B maps and reads both. Who uses (Pss) is shared; who pays (the charge) is A."""
 import json
-import re
 import os
 import random
+import re
 import time
 
 import pytest
-
 from conftest import is_root, run_shmkit
+
 from toolkit import mechanisms
 from toolkit.measure.ledger import scan_ledger
 from toolkit.measure.peer import Peer

@@ -7,8 +7,8 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import REPO
+
 from toolkit import mechanisms
 from toolkit.errors import PeerFailed
 from toolkit.measure.peer import PeerGroup

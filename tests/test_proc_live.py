@@ -5,12 +5,24 @@ import sys
 
 import psutil
 import pytest
-
 from conftest import requires_root
+
 from toolkit import vm
 from toolkit.errors import NoSuchProcess
-from toolkit.proc.maps import find_mapping, has_smaps_rollup, read_maps, read_rollup, read_smaps
-from toolkit.proc.pagemap import PAGE_SIZE, kpagecount_readable, probe_pfns_visible, read_kpagecount, read_pagemap
+from toolkit.proc.maps import (
+    find_mapping,
+    has_smaps_rollup,
+    read_maps,
+    read_rollup,
+    read_smaps,
+)
+from toolkit.proc.pagemap import (
+    PAGE_SIZE,
+    kpagecount_readable,
+    probe_pfns_visible,
+    read_kpagecount,
+    read_pagemap,
+)
 from toolkit.proc.system import read_limits, read_meminfo
 
 

@@ -3,11 +3,18 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from toolkit.errors import NoSuchProcess, NotFound
 from toolkit.proc import ProcFS
-from toolkit.proc.maps import parse_maps, read_maps, read_rollup, read_smaps, rollup_from_smaps
+from toolkit.proc.maps import (
+    parse_maps,
+    read_maps,
+    read_rollup,
+    read_smaps,
+    rollup_from_smaps,
+)
 from toolkit.proc.pagemap import decode_pagemap, read_kpagecount
 from toolkit.proc.system import parse_meminfo, parse_sysvipc_shm, read_sysvipc_shm
 from toolkit.records import Mapping, PageRange

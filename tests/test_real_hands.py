@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, run_as_nobody, run_shmkit
+
 from toolkit import mechanisms
 from toolkit.measure.peer import PeerGroup
 

@@ -2,6 +2,7 @@
 import os
 
 from conftest import sysv_ids
+
 from toolkit import mechanisms
 from toolkit.measure import sandbox
 from toolkit.measure.sandbox import private_peer, run_isolated

@@ -6,7 +6,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, is_root, run_as_nobody, run_shmkit
 
 DEMOS = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic")

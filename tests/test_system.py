@@ -7,8 +7,8 @@ import sys
 
 import psutil
 import pytest
-
 from conftest import REPO, run_as_nobody, run_shmkit
+
 from toolkit import mechanisms
 from toolkit.measure import system
 from toolkit.measure.peer import PeerGroup

@@ -3,12 +3,13 @@ import json
 import click
 
 from toolkit.cli.common import (
+    HTML,
     ProgressReporter,
     at_least,
     command_line,
     console,
-    html_option,
     library_errors,
+    write_atomically,
 )
 
 
@@ -75,8 +76,7 @@ def _plot_path(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Also write every row to this CSV file.")
 @click.option("--plot", "plot_path", callback=_plot_path, type=click.Path(dir_okay=False), default=None, help="Also plot time against size to this file: .png, .svg, .pdf (needs matplotlib).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), callback=html_option, default=None,
-              help="Also write a self-contained HTML page with the charts of this run (needs Jinja2).")
+@HTML
 @library_errors
 def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot_path, html_path):
     """Setup cost of every mechanism across sizes: create, attach, first touch, detach, destroy."""
@@ -100,7 +100,7 @@ def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot
     if html_path:
         from toolkit.report import html
 
-        html.write(html_path, html.bench_page(result, command_line()))
+        write_atomically(html_path, html.bench_page(result, command_line()))
     if plot_path:
         try:
             report.plot(result, plot_path)

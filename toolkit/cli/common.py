@@ -147,7 +147,27 @@ def command_line() -> str:
     return "shmkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def html_option(ctx, param, value):
+def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
+    """Write beside the target, then rename: a reader (a collector, a browser) never sees half a file.
+    Errors name the file the user gave, never the temporary one."""
+    import os
+    import tempfile
+
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".shmkit-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise click.ClickException(f"cannot write {path}: {err.strerror or err}") from err
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _html_path(ctx, param, value):
     """--html FILE: checked before anything is measured (its folder, and Jinja2)."""
     import os
 
@@ -160,4 +180,9 @@ def html_option(ctx, param, value):
     except ImportError:
         raise click.BadParameter("needs Jinja2: pip install 'shmkit[html]'") from None
     return value
+
+
+HTML = click.option("--html", "html_path", type=click.Path(dir_okay=False), callback=_html_path, default=None,
+                    metavar="FILE", help="Also write a self-contained HTML page with drawings of this run "
+                                         "(needs Jinja2).")
 

@@ -3,13 +3,14 @@ import json
 import click
 
 from toolkit.cli.common import (
+    HTML,
     SIZE,
     ProgressReporter,
     at_least,
     command_line,
     console,
-    html_option,
     library_errors,
+    write_atomically,
 )
 
 
@@ -19,8 +20,7 @@ from toolkit.cli.common import (
 @click.option("--library", metavar="PATH", default=None, help="Shared library for the implicit columns (default: this process's libc).")
 @click.option("--repeat", type=int, callback=at_least(1), default=5, show_default=True, help="Repetitions of each setup phase (median reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), callback=html_option, default=None,
-              help="Also write a self-contained HTML hand-out with drawings of this run (needs Jinja2).")
+@HTML
 @library_errors
 def compare(size, peers, library, repeat, as_json, html_path):
     """System V, POSIX and a shared library side by side: visibility, setup cost, footprint."""
@@ -36,4 +36,4 @@ def compare(size, peers, library, repeat, as_json, html_path):
     if html_path:
         from toolkit.report import html
 
-        html.write(html_path, html.compare_page(result, command_line()))
+        write_atomically(html_path, html.compare_page(result, command_line()))

@@ -3,7 +3,13 @@ import sys
 
 import click
 
-from toolkit.cli.common import at_least, command_line, html_option, library_errors
+from toolkit.cli.common import (
+    HTML,
+    at_least,
+    command_line,
+    library_errors,
+    write_atomically,
+)
 
 NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic")
 
@@ -34,8 +40,7 @@ def demo(name, library, as_json):
 @click.option("--peers", type=int, callback=at_least(2, "one writes, another reads"), default=4, show_default=True, help="Processes that load the library (at least 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps, evidence and verdict as JSON.")
 @click.option("--markdown", "markdown", type=click.Path(dir_okay=False), default=None, help="Also write a hand-out with this run's numbers.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), callback=html_option, default=None,
-              help="Also write a self-contained HTML hand-out with the drawings (needs Jinja2).")
+@HTML
 @library_errors
 def explain(library, peers, as_json, markdown, html_path):
     """The classic argument for shared libraries, each claim proved by a measurement on this machine."""
@@ -49,7 +54,7 @@ def explain(library, peers, as_json, markdown, html_path):
     if html_path:
         from toolkit.report import html
 
-        html.write(html_path, html.story_page(story, command_line()))
+        write_atomically(html_path, html.story_page(story, command_line()))
     if as_json:
         click.echo(json.dumps(report.to_json(story), indent=2))
     else:

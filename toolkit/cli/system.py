@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from toolkit.cli.common import console, library_errors
+from toolkit.cli.common import console, library_errors, write_atomically
 
 
 def ROOT(fn):
@@ -179,22 +179,7 @@ def export(prom, file, root, from_):
     if not file or file == "-":
         sys.stdout.write(text)
         return
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(file))
-    tmp = None
-    try:
-        # write beside the target, then rename: the collector never reads a half-written file
-        fd, tmp = tempfile.mkstemp(prefix=".shmkit-", suffix=".prom.tmp", dir=directory)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, file)
-    except OSError as err:  # named for the file the user gave, not our temporary one
-        raise click.ClickException(f"cannot write {file}: {err.strerror or err}") from err
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(file, text)  # the collector never reads a half-written file
 
 
 @click.command()

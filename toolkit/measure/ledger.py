@@ -87,9 +87,10 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, privileged=None) -> Ledger:
     me = os.getpid() if not fs.recorded else None
     results = _pool_map(lambda p: _process(fs, h, p), [p for p in candidates if p != me])
     denied = [pid for pid, _, err in results if err == "denied"]
-    complete, notes = _completeness(fs, denied, len(candidates))
+    access = read_access(fs)
+    complete, notes = _completeness(fs, access, denied, len(candidates))
     if privileged is None:
-        privileged = read_access(fs).privileged
+        privileged = access.privileged
     tmpfs_by_ns = {}
     groups, objects = {}, {}
     for pid, data, err in results:

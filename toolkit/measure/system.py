@@ -142,9 +142,8 @@ def _command(fs, pid):
         return "?"
 
 
-def _completeness(fs, denied_pids, processes) -> tuple:
+def _completeness(fs, access, denied_pids, processes) -> tuple:
     """(complete, notes): whether every process could be listed and read, and if not, why."""
-    access = read_access(fs)
     notes = []
     if hides_others(access):
         notes.append(f"/proc is mounted with hidepid={access.hidepid}: other users' processes are invisible here, "
@@ -166,12 +165,13 @@ def scan_segments(fs: ProcFS | None = None) -> SegmentsReport:
     """Every System V segment of every IPC namespace in use, every POSIX object of every /dev/shm mount,
     memfd and deleted-file mappings, pinned memory nobody lists, and who maps each now."""
     fs = fs or default_fs()
-    me = read_access(fs).uid
+    access = read_access(fs)  # read once: who we are, hidepid, Yama
+    me = access.uid
     policy = remove_ipc_policy(fs)
     pids = list_pids(fs)
     results = _pool_map(lambda p: _shared_maps(fs, p), pids)
     denied = [pid for pid, _, err in results if err == "denied"]
-    complete, notes = _completeness(fs, denied, len(pids))
+    complete, notes = _completeness(fs, access, denied, len(pids))
     notes = list(notes)
     own_ipc, own_mnt = fs.namespace("self", "ipc"), fs.namespace("self", "mnt")
     ipc_of = {pid: fs.namespace(pid, "ipc") for pid, maps, err in results if err is None}
@@ -390,6 +390,7 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
     """Per-process Rss, Pss, USS, swap (smaps_rollup); with by kind or library, per mapping (smaps).
     privileged (PFNs readable) defaults to what /proc/self/status says of CAP_SYS_ADMIN."""
     fs = fs or default_fs()
+    access = read_access(fs)  # read once for the reasons and the privilege
     candidates = list(pids) if pids else list_pids(fs)
     want_uid = None
     if user is not None:
@@ -408,7 +409,7 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
     for pid, data, err in results:
         if err == "denied":
             if pids:
-                raise AccessDenied(pid, f"process {pid}: {why_denied(fs, read_access(fs), [pid])}")
+                raise AccessDenied(pid, f"process {pid}: {why_denied(fs, access, [pid])}")
             denied.append(pid)
             continue
         if err == "vanished":
@@ -444,12 +445,12 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
             hugetlb=fields.get("Shared_Hugetlb", 0) + fields.get("Private_Hugetlb", 0),
         ))
     if privileged is None:
-        privileged = read_access(fs).privileged
+        privileged = access.privileged
     libraries = ()
     if by == "library":
         libraries = tuple(sorted((_library_use(path, uses, privileged, fs) for path, uses in lib_maps.items()),
                                  key=lambda u: -u.pss_sum))
-    complete, notes = _completeness(fs, denied, len(candidates)) if not pids else (True, ())
+    complete, notes = _completeness(fs, access, denied, len(candidates)) if not pids else (True, ())
     return FootprintReport(tuple(procs), len(denied), vanished, kthreads, libraries, privileged, zombies, notes,
                            complete)
 

@@ -4,7 +4,6 @@ the drawings are hand-written SVG (report/svg.py). A light theme that prints wel
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 
 from toolkit.report import svg
@@ -82,18 +81,6 @@ def _render(title, meta, sections) -> str:
         for f in s["figures"]:
             f["svg"] = Markup(f["svg"])  # built from escaped text only (report/svg.py)
     return env.from_string(TEMPLATE).render(title=title, meta=meta, sections=sections)
-
-
-def write(path: str, page: str) -> None:
-    """Write beside the target, then rename: a reader never sees half a page."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ------------------------------------------------------------------ compare
