@@ -89,3 +89,24 @@ def test_limits_and_meminfo():
     assert lim.shmmax > 0 and lim.shmall > 0 and lim.shmmni > 0 and lim.page_size == PAGE_SIZE
     assert lim.dev_shm_free is not None and lim.mem_available > 0
     assert "Shmem" in read_meminfo()
+
+
+def test_smaps_columns_equal_the_full_parse_for_every_process():
+    """Every readable process's live smaps, read as a table of columns and line by line: the same."""
+    from toolkit.proc.maps import _by_columns, parse_smaps, parse_smaps_fields
+
+    fields = ("Rss", "Pss", "Private_Dirty", "Anonymous", "Shared_Hugetlb", "Private_Hugetlb")
+    checked = 0
+    for pid in [d for d in os.listdir("/proc") if d.isdigit()]:
+        try:
+            with open(f"/proc/{pid}/smaps", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if not data:
+            continue
+        assert _by_columns(data, fields) is not None, pid
+        full = [(e.mapping, {k: e.fields[k] for k in fields if k in e.fields}) for e in parse_smaps(data.decode("utf-8", "surrogateescape"))]
+        assert [(e.mapping, e.fields) for e in parse_smaps_fields(data, fields)] == full, pid
+        checked += 1
+    assert checked >= 3

@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 from toolkit.errors import NoSuchProcess, NotFound
 from toolkit.proc import ProcFS
 from toolkit.proc.maps import (
+    _by_columns,
     parse_maps,
+    parse_smaps,
+    parse_smaps_fields,
     read_maps,
     read_rollup,
     read_smaps,
@@ -54,6 +57,34 @@ def test_smaps_from_old_kernel_without_pss_dirty():
     assert len(new) == len(old)
     assert all(e.get("Pss_Dirty") is None for e in old)
     assert [e["Pss"] for e in old] == [e["Pss"] for e in new]
+
+
+FIELDS = ("Rss", "Pss", "Private_Dirty", "Anonymous", "Shared_Hugetlb", "Private_Hugetlb", "Pss_Dirty")
+
+
+def _wanted(entries):
+    return [(e.mapping, {k: v for k, v in e.fields.items() if k in FIELDS}) for e in entries]
+
+
+@pytest.mark.parametrize("tree", [NEW, OLD], ids=["linux-6", "linux-4.9"])
+def test_smaps_columns_equal_the_full_parse(tree):
+    """The fixed-table reading of smaps gives exactly what the line-by-line parser gives, on both layouts."""
+    data = tree.read_bytes(4242, "smaps")
+    assert _by_columns(data, FIELDS) is not None  # the fast way was taken
+    assert _wanted(parse_smaps_fields(data, FIELDS)) == _wanted(parse_smaps(data.decode()))
+
+
+def test_smaps_columns_refuse_a_layout_that_is_not_a_table():
+    """A mapping with one field fewer (as no kernel prints, but a hand-made or cut file may) is not read as a
+    table: the regular expression reads it, mapping by mapping, still exact."""
+    text = NEW.read_bytes(4242, "smaps").decode()
+    lines = text.splitlines(keepends=True)
+    cut = "".join(line for i, line in enumerate(lines) if not (line.startswith("Anonymous:") and i < 40))
+    assert _by_columns(cut.encode(), FIELDS) is None
+    assert _wanted(parse_smaps_fields(cut.encode(), FIELDS)) == _wanted(parse_smaps(cut))
+    # a file cut in the middle of a mapping
+    half = "".join(lines[: len(lines) // 2 + 3])
+    assert _wanted(parse_smaps_fields(half.encode(), FIELDS)) == _wanted(parse_smaps(half))
 
 
 def test_rollup_recorded_and_fallback_to_summing_smaps():

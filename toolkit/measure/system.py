@@ -38,26 +38,25 @@ SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose 
 
 
 def _pool_map(fn, items):
-    """fn over items in as many threads as cores, each taking a contiguous share: the kernel does the
-    work of a /proc read (walking page tables) with the GIL released, so the reads run in parallel,
-    and one task per thread keeps the pool's own overhead out of the way."""
+    """fn over items in as many threads as cores: the kernel does the work of a /proc read (walking page
+    tables) with the GIL released, so the reads run in parallel. One task per thread keeps the pool's own
+    overhead out of the way; each takes every n-th item, since a contiguous share would give one thread
+    all the kernel threads (nothing to read) and the other the busy processes started last."""
     import threading
 
     items = list(items)
     n = max(1, min(os.cpu_count() or 1, len(items) // 16 or 1))
     out = [None] * len(items)
 
-    def work(lo, hi):
-        for i in range(lo, hi):
+    def work(first):
+        for i in range(first, len(items), n):
             out[i] = fn(items[i])
 
-    step = -(-len(items) // n) if items else 0
-    threads = [threading.Thread(target=work, args=(i, min(len(items), i + step))) for i in range(0, len(items), step or 1)]
-    for t in threads[1:]:
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, n)]
+    for t in threads:
         t.start()
-    if threads:
-        threads[0].run()  # this thread takes the first share
-    for t in threads[1:]:
+    work(0)  # this thread takes the first share
+    for t in threads:
         t.join()
     return out
 
