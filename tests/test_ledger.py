@@ -102,6 +102,12 @@ def test_used_by_both_charged_to_the_first_toucher(two_cgroups):
         assert o["processes"] == 2 and {u["cgroup"] for u in o["used_by"]} == {path_a, path_b}
         table = run_shmkit("footprint", "--by", "cgroup", str(a.pid), str(b.pid), env={**os.environ, "COLUMNS": "200"})
         assert "pays for shared pages others use too" in table.stdout or not is_root
+        # --no-pfns: the same use, no physical pages or charges, and it says so (even as root)
+        d = json.loads(run_shmkit("footprint", "--by", "object", "--json", "--no-pfns", str(a.pid), str(b.pid)).stdout)
+        o = next(o for o in d["objects"] if o["kind"] == "posix" and o["size_bytes"] == SIZE)
+        assert o["pss_sum_bytes"] == 64 * MIB and o["physical_bytes"] is None and o["charged_to"] is None
+        assert d["privileged"] is is_root
+        assert any(("left out (--no-pfns)" if is_root else "need root") in n for n in d["notes"])
     finally:
         a.close()
         b.close()

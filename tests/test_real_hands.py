@@ -139,6 +139,7 @@ def test_no_arguments_prints_the_help():
     (["bench", "--mechanisms", ""], "none given"), (["bench", "--pin", "99"], "CPU 99"),
     (["bench", "--plot", "x.txt"], ".png"), (["elf", "--pid", "1", "--aslr", "3"], "--pid and --aslr"),
     (["demo", "lifetime", "--library", "libz.so.1"], "--library applies"), (["footprint", "--by", "x"], "--by"),
+    (["footprint", "--no-pfns"], "--by cgroup and --by object"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):
     t0 = time.monotonic()

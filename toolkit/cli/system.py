@@ -116,10 +116,12 @@ def segments(as_json, watch, root, from_):
 @click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True,
               help="Order of the process rows (largest first for sizes).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@click.option("--no-pfns", is_flag=True, help="With --by cgroup or object: leave out physical pages and the cgroups "
+              "charged for them (a pagemap read per shared mapping, as root): faster on large machines.")
 @WATCH
 @ROOT
 @library_errors
-def footprint(pids, all_, user, match, by, sort, as_json, watch, root, from_):
+def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, from_):
     """RSS, PSS, USS and swap per process, user, kind of memory or library (like smem, faster)."""
     import re
 
@@ -140,12 +142,14 @@ def footprint(pids, all_, user, match, by, sort, as_json, watch, root, from_):
         if user or match:
             raise click.UsageError(f"--by {by} covers every process: --user and --match do not apply")
         with _host(root, from_) as fs:
-            led = scan_ledger(fs, pids or None)
+            led = scan_ledger(fs, pids or None, pfns=False if no_pfns else None)
         if as_json:
             click.echo(json.dumps(ledger.to_json(led, by), indent=2))
         else:
             ledger.render(led, by, console())
         return
+    if no_pfns:
+        raise click.UsageError("--no-pfns applies to --by cgroup and --by object")
     if watch is not None:
         from toolkit.measure.watch import footprint_changes
 

@@ -57,8 +57,10 @@ def _ns(fs: ProcFS, pid, kind) -> str | None:
         return None
 
 
-def _process(fs: ProcFS, h, pid):
-    """(pid, data or None, error kind): smaps, cgroup and namespaces of one process."""
+def _process(fs: ProcFS, h, pid, tmpfs_by_ns):
+    """(pid, data or None, error kind) of one process: its cgroup, namespaces, Pss by kind and the mappings
+    of shared objects. Runs in the scan's threads, so its Python work overlaps the other thread's smaps
+    read in the kernel."""
     try:
         entries = read_smaps(pid, fs, FIELDS)
         if not entries:
@@ -68,7 +70,23 @@ def _process(fs: ProcFS, h, pid):
         return pid, None, "denied"
     except (NoSuchProcess, NotFound):
         return pid, None, "vanished"
-    return pid, (entries, cg, _ns(fs, pid, "ipc"), _ns(fs, pid, "mnt")), None
+    ipc_ns, mnt_ns = _ns(fs, pid, "ipc"), _ns(fs, pid, "mnt")
+    tmpfs = tmpfs_by_ns.get(mnt_ns)
+    if tmpfs is None:
+        tmpfs = tmpfs_by_ns[mnt_ns] = _tmpfs_devices(fs, pid)  # two threads may both read it: same answer
+    pss = dict.fromkeys(KINDS, 0)
+    shared = []
+    for e, k in zip(entries, classify(entries)):
+        m, f = e.mapping, e.fields
+        kind = _FROM_CLASSIFY.get(k, "anon")
+        if kind == "other_file" and m.device in tmpfs and m.perms[3] == "s":
+            kind = "tmpfs"  # a shared mapping of a file on some other tmpfs
+        pss[kind] += f.get("Pss", 0)
+        huge = f.get("Shared_Hugetlb", 0) + f.get("Private_Hugetlb", 0)  # outside Rss and Pss
+        pss["hugetlb"] += huge
+        if kind in SHARED_KINDS and m.inode:
+            shared.append((kind, m, f.get("Rss", 0) + huge, f.get("Pss", 0) + huge))
+    return pid, (cg, ipc_ns, mnt_ns, pss, shared), None
 
 
 def _object_key(kind, m, ipc_ns):
@@ -77,44 +95,40 @@ def _object_key(kind, m, ipc_ns):
     return (kind, m.device, m.inode)
 
 
-def scan_ledger(fs: ProcFS | None = None, pids=None, privileged=None) -> Ledger:
-    """Every readable process, joined into cgroups and shared objects."""
+def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
+    """Every readable process, joined into cgroups and shared objects. Physical pages and charges are read
+    where the process may (root); pfns=False leaves them out even then (a pagemap read per shared mapping)."""
     from toolkit.proc.process import list_pids
 
     fs = fs or default_fs()
     h = memory_hierarchy(fs)
     candidates = list(pids) if pids else list_pids(fs)
     me = os.getpid() if not fs.recorded else None
-    results = _pool_map(lambda p: _process(fs, h, p), [p for p in candidates if p != me])
+    tmpfs_by_ns = {}
+    results = _pool_map(lambda p: _process(fs, h, p, tmpfs_by_ns), [p for p in candidates if p != me])
     denied = [pid for pid, _, err in results if err == "denied"]
     access = read_access(fs)
     complete, notes = _completeness(fs, access, denied, len(candidates))
-    if privileged is None:
-        privileged = access.privileged
-    tmpfs_by_ns = {}
+    pfns = access.privileged if pfns is None else (pfns and access.privileged)
     groups, objects = {}, {}
     for pid, data, err in results:
         if data is None:
             continue
-        entries, cg, ipc_ns, mnt_ns = data
-        if mnt_ns not in tmpfs_by_ns:
-            tmpfs_by_ns[mnt_ns] = _tmpfs_devices(fs, pid)
-        tmpfs = tmpfs_by_ns[mnt_ns]
-        g = groups.setdefault(cg, {"pids": set(), "pss": dict.fromkeys(KINDS, 0)})
+        cg, ipc_ns, mnt_ns, pss, shared = data
+        g = groups.get(cg)
+        if g is None:
+            g = groups[cg] = {"pids": set(), "pss": dict.fromkeys(KINDS, 0)}
         g["pids"].add(pid)
-        for e, k in zip(entries, classify(entries)):
-            m = e.mapping
-            kind = _FROM_CLASSIFY.get(k, "anon")
-            if kind == "other_file" and m.device in tmpfs and m.shared:
-                kind = "tmpfs"  # a shared mapping of a file on some other tmpfs
-            g["pss"][kind] += e.get("Pss", 0)
-            huge = e.get("Shared_Hugetlb", 0) + e.get("Private_Hugetlb", 0)  # outside Rss and Pss
-            g["pss"]["hugetlb"] += huge
-            if kind in SHARED_KINDS and m.inode:
-                o = objects.setdefault(_object_key(kind, m, ipc_ns), {
-                    "kind": kind, "name": m.path, "maps": [], "ipc_ns": ipc_ns, "mnt_ns": mnt_ns})
-                o["maps"].append((pid, cg, m, e.get("Rss", 0) + huge, e.get("Pss", 0) + huge))
-    charged = _charges(fs, h, objects, privileged)
+        total = g["pss"]
+        for k, v in pss.items():
+            total[k] += v
+        for kind, m, rss, pss_bytes in shared:
+            key = _object_key(kind, m, ipc_ns)
+            o = objects.get(key)
+            if o is None:
+                o = objects[key] = {"kind": kind, "name": m.path, "maps": [], "ipc_ns": ipc_ns, "mnt_ns": mnt_ns}
+            o["maps"].append((pid, cg, m, rss, pss_bytes))
+    charged = _charges(fs, h, objects, pfns)
     sysv_sizes = _sysv_sizes(fs)
     own_ipc = _ns(fs, "self", "ipc")
     out_objects = []
@@ -148,12 +162,14 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, privileged=None) -> Ledger:
         cgroups.append(CgroupUse(
             cgroup=cg, processes=len(g["pids"]), pss_bytes=g["pss"],
             memory_stat=memory_stat(cg, h, fs) if (h and cg is not None) else None,
-            charged_bytes=by_kind if privileged and charged is not None else None))
+            charged_bytes=by_kind if pfns and charged is not None else None))
     cgroups.sort(key=lambda c: -sum(v for k, v in c.pss_bytes.items() if k != "hugetlb"))
-    if not privileged:
+    if not access.privileged:
         notes += ("physical pages and the cgroup charged for them need root (pagemap PFNs, /proc/kpagecgroup)",)
+    elif not pfns:
+        notes += ("physical pages and the cgroup charged for them were left out (--no-pfns)",)
     return Ledger(h.version if h else None, tuple(cgroups), tuple(out_objects), library_copies(out_objects, fs),
-                  privileged, complete, notes)
+                  access.privileged, complete, notes)
 
 
 def _sysv_sizes(fs) -> dict:
@@ -163,10 +179,10 @@ def _sysv_sizes(fs) -> dict:
         return {}
 
 
-def _charges(fs, h, objects, privileged):
+def _charges(fs, h, objects, wanted):
     """{object key: {"physical": bytes, "to": {cgroup: bytes}}} from pagemap PFNs and /proc/kpagecgroup;
     {} where PFNs cannot be read."""
-    if not privileged:
+    if not wanted:
         return {}
     pfns_of = {}
     for key, o in objects.items():
