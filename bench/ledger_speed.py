@@ -2,13 +2,14 @@
 """Benchmark: the ledger (`footprint --by cgroup` / `--by object`) against `footprint --all`, and its PFN work
 against a bare read of the same pagemap ranges, side by side in one run.
 
-The machine gets 150 idle Python interpreters (about 100 mappings each, like real services). Ratios:
+The machine gets 150 idle Python interpreters (about 100 mappings each, like real services), and `sleep`s up to
+PROCESSES processes in all if given. Ratios:
   1. whole commands (interpreter start-up included), `--by cgroup --json --no-pfns` and `--by object --json
      --no-pfns` over `footprint --all --json` (and, for reference, the same with PFNs);
   2. in process, scan_ledger(pfns=True) - scan_ledger(pfns=False): the extra cost of physical
      pages and charges, over a bare read (pread, nothing decoded) of every pagemap range it reads.
 Targets (issue 11): 1. at most 2x; 2. at most 3x. Medians of interleaved runs; the first run of each is
-discarded. Run as root: python3 bench/ledger_speed.py [RUNS]
+discarded. Run as root: python3 bench/ledger_speed.py [RUNS] [PROCESSES]
 """
 import os
 import statistics
@@ -45,6 +46,7 @@ def interleaved(runs, **fns):
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    processes = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     from toolkit.measure.ledger import scan_ledger
     from toolkit.measure.snapshot import _shared_ranges
     from toolkit.proc.fs import default_fs
@@ -52,6 +54,8 @@ def main():
 
     idle = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     sleepers = [subprocess.Popen([idle, "-c", "import time; time.sleep(600)"]) for _ in range(150)]
+    while sum(1 for d in os.listdir("/proc") if d.isdigit()) < processes:
+        sleepers.append(subprocess.Popen(["sleep", "600"]))
     try:
         time.sleep(2)
         n = sum(1 for d in os.listdir("/proc") if d.isdigit())

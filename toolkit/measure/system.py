@@ -326,35 +326,40 @@ KINDS = ("sysv", "posix", "memfd", "library text", "library data", "other file",
 
 def classify(entries) -> list:
     """The kind of each smaps entry (see KINDS): what the memory is, not how it was mapped."""
+    return classify_rows([e.mapping.path for e in entries], [e.mapping.perms for e in entries],
+                         [e.get("Anonymous", 0) for e in entries])
+
+
+_WRITABLE = ("w", ord("w"))  # perms' second letter, from a str or from bytes
+
+
+def classify_rows(paths, perms, anonymous) -> list:
+    """classify() over columns: each mapping's path (str), perms (str or bytes) and Anonymous bytes."""
     kinds = []
     prev_lib_data = False
-    for e in entries:
-        m = e.mapping
-        p = m.path
-        if p.startswith("/SYSV"):
-            k = "sysv"
-        elif p.startswith("/dev/shm/"):
-            k = "posix"
-        elif p.startswith("/memfd:"):
-            k = "memfd"
-        elif p == "[heap]":
-            k = "heap"
-        elif p.startswith("[stack"):
-            k = "stack"
-        elif p.startswith("["):
-            k = "other"
-        elif p.startswith("/") and ".so" in os.path.basename(p):
-            # written pages (the data, RELRO after relocation) are the process's own; the rest is shared text
-            # (Anonymous, not Private_Dirty: smaps counts a page-cache page dirty in the cache, a file just
-            # written, as Private_Dirty although it is still the file's, shared)
-            k = "library data" if ("w" in m.perms or e.get("Anonymous", 0)) else "library text"
-        elif p:
-            k = "other file"
-        elif prev_lib_data and "w" in m.perms:
-            k = "library data"  # .bss right after a library's data
+    for p, mode, anon in zip(paths, perms, anonymous):
+        if not p:
+            # .bss right after a library's data
+            k = "library data" if prev_lib_data and mode[1] in _WRITABLE else "anonymous"
+            prev_lib_data = False
+        elif p[0] == "/":
+            if p.startswith("/SYSV"):
+                k = "sysv"
+            elif p.startswith("/dev/shm/"):
+                k = "posix"
+            elif p.startswith("/memfd:"):
+                k = "memfd"
+            elif ".so" in p[p.rfind("/"):]:
+                # written pages (the data, RELRO after relocation) are the process's own; the rest is shared
+                # text (Anonymous, not Private_Dirty: smaps counts a page-cache page dirty in the cache, a file
+                # just written, as Private_Dirty although it is still the file's, shared)
+                k = "library data" if (mode[1] in _WRITABLE or anon) else "library text"
+            else:
+                k = "other file"
+            prev_lib_data = k == "library data"
         else:
-            k = "anonymous"
-        prev_lib_data = k == "library data" and bool(p)
+            k = "heap" if p == "[heap]" else "stack" if p.startswith("[stack") else "other" if p[0] == "[" else "other file"
+            prev_lib_data = False
         kinds.append(k)
     return kinds
 
