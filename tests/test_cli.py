@@ -111,6 +111,11 @@ def test_python_m_toolkit_and_lazy_imports():
             "print('HEAVY', heavy)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert "compare" in r.stdout and "HEAVY []" in r.stdout
+    # a table in a pipe is laid out by shmkit itself: no rich (its imports cost 50 ms)
+    code = ("import sys; from toolkit.cli.main import cli; cli.main(['footprint', '--all'], standalone_mode=False); "
+            "print('HEAVY', [m for m in ('rich', 'elftools', 'numpy') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert "memory per process" in r.stdout and "HEAVY []" in r.stdout, r.stdout[-300:] + r.stderr
 
 
 def test_demo_compare_runs():

@@ -9,6 +9,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from conftest import REPO, run_as_nobody, run_shmkit
 
 from toolkit import mechanisms
@@ -49,10 +51,9 @@ def shared(tmp_path):
 
 
 def test_footprint_at_80_columns_shows_every_number(shared):
-    from rich.console import Console
-
     from toolkit.measure.system import scan_footprint
     from toolkit.report.system import render_footprint
+    from toolkit.report.view import Console
     from toolkit.units import human_bytes
 
     _, pid = shared
@@ -91,10 +92,30 @@ def test_bench_compare_and_elf_at_80_columns():
     assert _one_line(out, "R E", "r-xp") and "…" not in out
 
 
-def test_views_render_whole_numbers_at_any_width():
-    from rich.console import Console
+@given(st.text(alphabet=st.sampled_from("ab \n\u4e2d\u0301-/"), max_size=120), st.integers(min_value=1, max_value=50))
+def test_prose_wraps_to_the_width_and_loses_nothing(text, width):
+    """The plain-text layout under every table and note: no line wider than the terminal (a wide character
+    takes two columns), and every character but the spaces where lines break is still there, in order."""
+    from toolkit.report.view import cell_len, wrap
 
-    from toolkit.report.view import Column, View, render
+    lines = wrap(text, width)
+    assert all(cell_len(line) <= max(width, 2) for line in lines)  # a 2-column character in 1 column: alone
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+
+
+def test_wide_characters_keep_the_columns_aligned():
+    from toolkit.report.view import Column, Console, View, cell_len, render
+
+    rows = [("\u4e2d\u6587-name", 4096), ("ascii-name", 8192)]
+    view = View("t", (Column("name", lambda r: r[0], text=True), Column("bytes", lambda r: r[1], right=True)), rows)
+    buf = io.StringIO()
+    render(view, Console(file=buf, width=40))
+    lines = [line for line in buf.getvalue().splitlines() if "name" in line and "\u2500" not in line][1:]
+    assert len(lines) == 2 and len({cell_len(line) for line in lines}) == 1, lines
+
+
+def test_views_render_whole_numbers_at_any_width():
+    from toolkit.report.view import Column, Console, View, render
 
     rows = [(123456789, "a very long command line " * 8, 4096 * 10**6)]
     view = View("t", (Column("pid", lambda r: r[0], right=True), Column("command", lambda r: r[1], text=True),
@@ -305,3 +326,35 @@ def test_watch_segments_marks_a_new_segment():
     finally:
         p.kill()
         p.wait()
+
+
+def test_watch_on_a_terminal_redraws_in_place_and_ends_on_ctrl_c():
+    """On a terminal --watch redraws with rich Live: the table and its heading are drawn, the screen is
+    redrawn in place (cursor moves, not a scroll of copies) and Ctrl-C ends it with status 0."""
+    import pty
+    import select
+    import signal
+
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "toolkit", "footprint", "--watch", "0.3"], cwd=REPO,
+                         stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "100"},
+                         start_new_session=True)
+    os.close(follower)
+    out = b""
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and out.count(b"(Ctrl-C ends)") < 3:
+            if select.select([leader], [], [], 0.5)[0]:
+                try:
+                    out += os.read(leader, 65536)
+                except OSError:
+                    break
+        os.killpg(p.pid, signal.SIGINT)
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(leader)
+    text = out.decode("utf-8", "replace")
+    assert text.count("(Ctrl-C ends)") >= 3 and "memory per process" in text and "Traceback" not in text
+    assert "\x1b[" in text  # redrawn in place by cursor movement

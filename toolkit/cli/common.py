@@ -64,13 +64,10 @@ def library_errors(fn):
 
 
 def console(stderr=False):
-    from rich.console import Console
+    """Where tables and prose go: plain text laid out at the width (report/view.py)."""
+    from toolkit.report.view import Console
 
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:
-            raise BrokenPipeError  # rich would exit 1; main() ends quietly with 0
-
-    return _Console(stderr=stderr)
+    return Console(stderr=stderr)
 
 
 class ProgressReporter:
@@ -92,6 +89,7 @@ class ProgressReporter:
         self.last_what = None
         self.bar = None
         if not quiet and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 Progress,
@@ -101,7 +99,7 @@ class ProgressReporter:
             )
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=console(stderr=True), transient=True)
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
             self.task = self.bar.add_task("starting", total=None)
 
     def __enter__(self):

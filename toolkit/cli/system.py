@@ -44,7 +44,7 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
             sys.stdout.write(json.dumps(doc) + "\n")
             sys.stdout.flush()
         else:
-            con.print(f"--- {stamp()}", highlight=False)
+            con.print(f"--- {stamp()}")
             for part in renderables(cur, ch, con):
                 con.print(part)
 
@@ -55,11 +55,17 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
             from rich.console import Group
             from rich.live import Live
 
-            with Live(console=con, auto_refresh=False, screen=False) as live:
+            from rich.console import Console
+            from rich.text import Text
+
+            from toolkit.report.view import Block
+
+            # rich redraws in place; the parts are plain text laid out at the width, as in a pipe
+            with Live(console=Console(), auto_refresh=False, screen=False) as live:
                 def show_live(cur, prev):
                     ch = changes(prev, cur)
-                    live.update(Group(f"every {interval:g} s, {stamp()} (Ctrl-C ends)", *renderables(cur, ch, con)),
-                                refresh=True)
+                    parts = [f"every {interval:g} s, {stamp()} (Ctrl-C ends)", *renderables(cur, ch, con)]
+                    live.update(Group(*(Text(p, no_wrap=isinstance(p, Block)) for p in parts)), refresh=True)
                 loop(scan, show_live, interval)
     except KeyboardInterrupt:
         pass  # the way to end a watch: a clean stop, status 0

@@ -64,19 +64,17 @@ def views(result) -> list:
 
 
 def render(result, console) -> None:
-    from rich.text import Text
-
     from toolkit.report.view import render as render_view
 
     m = result.machine
-    console.print(Text(f"shmkit bench: Linux {m['kernel']}, {m['cpu']}, touch {m['touch_method']}"
+    console.print((f"shmkit bench: Linux {m['kernel']}, {m['cpu']}, touch {m['touch_method']}"
                        + (f", pinned to CPU {m['pinned_cpu']}" if m["pinned_cpu"] is not None else "")))
     for v in views(result):
         render_view(v, console)
     for line in result.findings:
-        console.print(Text("• " + line))
+        console.print(("• " + line))
     for line in result.notes:
-        console.print(Text("note: " + line))
+        console.print(("note: " + line))
 
 
 def plot(result, path) -> None:

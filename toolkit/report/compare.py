@@ -1,4 +1,4 @@
-"""`shmkit compare` as a table (rich) or as JSON."""
+"""`shmkit compare` as a table or as JSON."""
 from __future__ import annotations
 
 from toolkit.records import PHASES, Comparison, to_dict
@@ -173,10 +173,8 @@ def view(c: Comparison):
 
 
 def render(c: Comparison, console) -> None:
-    from rich.text import Text
-
     from toolkit.report.view import render as render_view
 
     render_view(view(c), console)
     for line in findings(c):
-        console.print(Text("• " + line))
+        console.print(("• " + line))

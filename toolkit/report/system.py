@@ -6,16 +6,6 @@ from toolkit.report.view import Column, View, escape, raw_hex, renderables
 from toolkit.units import human_bytes
 
 
-class _LazyText:
-    def __call__(self, *a, **k):
-        from rich.text import Text as T
-
-        return T(*a, **k)
-
-
-Text = _LazyText()  # rich only when a table is drawn
-
-
 def _att(obj):
     return [{"pid": a.pid, "command": a.command} for a in obj.attachers]
 
@@ -144,14 +134,14 @@ def segments_renderables(r, console, changes=None) -> list:
         out += renderables(v, console)
     orphans = [o for o in r.sysv + r.posix if o.orphan]
     if orphans:
-        out.append(Text(f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
+        out.append((f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
                         "stay until removed (ipcrm -m SHMID, rm /dev/shm/NAME) or reboot."))
     if r.remove_ipc_policy == "yes":
-        out.append(Text("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
+        out.append(("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
                         "their owner's last session ends."))
     if changes and changes["gone"]:
-        out.append(Text("gone since the last scan: " + ", ".join(changes["gone"])))
-    out += [Text(n) for n in r.notes]
+        out.append(("gone since the last scan: " + ", ".join(changes["gone"])))
+    out += list(r.notes)
     return out
 
 
@@ -290,7 +280,7 @@ def footer_texts(r) -> list:
         parts.append(f"{r.vanished} exited during the scan")
     if r.kernel_threads:
         parts.append(f"{r.kernel_threads} kernel threads skipped (no user memory)")
-    return [Text("; ".join(parts) + ".")] if parts else []
+    return ["; ".join(parts) + "."] if parts else []
 
 
 def prometheus_text(seg, foot) -> str:

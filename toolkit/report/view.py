@@ -47,7 +47,7 @@ def _capped(text: str, width: int) -> str:
 
 
 def _width(text: str) -> int:
-    return max(len(line) for line in text.split("\n"))
+    return max(cell_len(line) for line in text.split("\n"))
 
 
 def cell(col: Column, row) -> str:
@@ -102,17 +102,107 @@ def write_csv(view: View, out) -> None:
 
 
 def render(view: View, console, show_footer: bool = False) -> None:
-    """A rich table that fits console.width without cutting a number or an id."""
+    """A table that fits console.width without cutting a number or an id."""
     for part in renderables(view, console, show_footer):
         console.print(part)
 
 
-def renderables(view: View, console, show_footer: bool = False) -> list:
-    """What render() prints, as rich renderables (for a Live display that redraws them in place)."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
+# ------------------------------------------------------------------ plain text at a width
 
+
+class Block(str):
+    """Text already laid out to the width (a table): printed as it is, never wrapped again."""
+
+
+class Console:
+    """Where the views print: a width and a file. Tables and prose are laid out here as plain text, so
+    a command that prints a table needs no rich (50 ms of imports, and 0.3 s to draw 1000 rows; measured
+    in bench/system_speed.py). The width is $COLUMNS, else the terminal's, else 80 (as rich has it)."""
+
+    def __init__(self, file=None, width=None, stderr=False):
+        import sys
+
+        self.file = file or (sys.stderr if stderr else sys.stdout)
+        self.is_terminal = hasattr(self.file, "isatty") and self.file.isatty()
+        self.width = width or _detect_width(self.file, self.is_terminal)
+
+    def print(self, *parts) -> None:
+        for part in parts:
+            text = part if isinstance(part, Block) else "\n".join(wrap(str(part), self.width))
+            self.file.write(text + "\n")
+
+
+def _detect_width(file, is_terminal) -> int:
+    import os
+
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if is_terminal:
+        try:
+            return os.get_terminal_size(file.fileno()).columns or 80
+        except (OSError, ValueError):
+            pass
+    return 80
+
+
+def cell_len(text: str) -> int:
+    """Columns the text takes on a terminal: East Asian wide characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def _chop(word: str, width: int) -> list:
+    """A word longer than the width, folded into pieces that fit (never cut off)."""
+    out, piece = [], ""
+    for ch in word:
+        if piece and cell_len(piece + ch) > width:
+            out.append(piece)
+            piece = ""
+        piece += ch
+    return out + [piece]
+
+
+def wrap(text: str, width: int) -> list:
+    """Lines of at most `width` columns: broken at spaces, a longer word folded; the text's own line breaks
+    and a line's leading indent kept."""
+    width = max(1, width)
+    out = []
+    for para in text.split("\n"):
+        if cell_len(para) <= width:
+            out.append(para.rstrip())
+            continue
+        body = para.lstrip(" ")
+        indent = para[: len(para) - len(body)] if len(para) - len(body) < width // 2 else ""
+        line, fresh = indent, True  # fresh: nothing but the indent on this line yet
+        for word in body.split(" "):
+            candidate = line + word if fresh else line + " " + word
+            if cell_len(candidate) <= width:
+                line, fresh = candidate, False
+                continue
+            if not fresh:
+                out.append(line.rstrip())
+            if cell_len(word) > width:
+                *full, line = _chop(word, width)
+                out.extend(full)
+            else:
+                line = word
+            fresh = False
+        out.append(line.rstrip())
+    return out
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    gap = " " * max(0, width - cell_len(text))
+    return gap + text if right else text + gap
+
+
+def renderables(view: View, console, show_footer: bool = False) -> list:
+    """What render() prints: the table as one Block, then what did not fit and the notes as prose."""
     width = console.width
     cells = [[_capped(cell(c, r), width) if c.text and not c.ident else cell(c, r) for c in view.columns]
              for r in view.rows]
@@ -122,12 +212,14 @@ def renderables(view: View, console, show_footer: bool = False) -> list:
 
     text_floor = max(12, width // 4)  # prose gets a readable share before optional numbers are kept
 
+    def longest(i):
+        return max([_width(row[i]) for row in cells] + [len(footers[i]) if show_footer else 0] + [1])
+
     def need(i, c):  # the narrowest a column may be: its longest number, or for text a useful minimum
-        longest = max([_width(row[i]) for row in cells] + [len(footers[i]) if show_footer else 0] + [1])
         words = max(len(w) for w in c.title.split()) if c.title else 1
         if c.text:
-            return max(words, min(longest, width // 2 if c.ident else text_floor))
-        return max(longest, len(c.title))  # a number's title does not wrap either
+            return max(words, min(longest(i), width // 2 if c.ident else text_floor))
+        return max(longest(i), len(c.title))  # a number's title does not wrap either
 
     keep = list(range(len(view.columns)))
     mins = {i: need(i, c) for i, c in enumerate(view.columns)}
@@ -153,20 +245,40 @@ def renderables(view: View, console, show_footer: bool = False) -> list:
         total = sum(mins[i] for i in keep) + 3 * (len(keep) - 1)
     left_out = [view.columns[i].title for i in range(len(view.columns)) if i not in keep and i not in aside]
 
-    t = Table(title=Text(view.title), box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
-              show_footer=show_footer, title_justify="left")
-    for i in keep:
-        c = view.columns[i]
-        t.add_column(Text(c.title), footer=Text(footers[i]), justify="right" if c.right else "left",
-                     no_wrap=not c.text, overflow="fold", min_width=mins[i], max_width=None if not c.text else
-                     max(mins[i], width - 3 * (len(keep) - 1) - sum(mins[j] for j in keep if j != i)))
+    # final widths: numbers at their longest; prose grows from its minimum towards its longest line while
+    # the width allows, in column order
+    widths = {i: mins[i] for i in keep}
+    spare = width - sum(widths.values()) - 3 * (len(keep) - 1)
+    for i in texts:
+        want = max(longest(i), len(view.columns[i].title)) if view.columns[i].text else widths[i]
+        grow = max(0, min(spare, want - widths[i]))
+        widths[i] += grow
+        spare -= grow
+
+    def row_lines(values) -> list:
+        columns = [wrap(values[i], widths[i]) if view.columns[i].text else values[i].split("\n") for i in keep]
+        height = max(len(c) for c in columns)
+        lines = []
+        for n in range(height):
+            parts = [_pad(col[n] if n < len(col) else "", widths[i], view.columns[i].right)
+                     for col, i in zip(columns, keep)]
+            lines.append("   ".join(parts).rstrip())
+        return lines
+
+    table_width = sum(widths.values()) + 3 * (len(keep) - 1)
+    lines = wrap(view.title, width) if view.title else []
+    lines += row_lines([c.title for c in view.columns])
+    lines.append("\u2500" * table_width)
     for row in cells:
-        t.add_row(*(Text(row[i]) for i in keep))
-    out = [t]
+        lines += row_lines(row)
+    if show_footer:
+        lines.append("")
+        lines += row_lines(footers)
+    out = [Block("\n".join(lines))]
     for i in aside:
         for row in cells:
-            out.append(Text(f"{row[0].split(chr(10))[0]}: {view.columns[i].title} {row[i]}"))
+            out.append(f"{row[0].split(chr(10))[0]}: {view.columns[i].title} {row[i]}")
     if left_out:
-        out.append(Text(f"(left out at {width} columns: {', '.join(left_out)}; wider terminal or --json for all)"))
-    out += [Text(n) for n in view.notes]
+        out.append(f"(left out at {width} columns: {', '.join(left_out)}; wider terminal or --json for all)")
+    out += list(view.notes)
     return out
