@@ -358,3 +358,37 @@ def test_watch_on_a_terminal_redraws_in_place_and_ends_on_ctrl_c():
     text = out.decode("utf-8", "replace")
     assert text.count("(Ctrl-C ends)") >= 3 and "memory per process" in text and "Traceback" not in text
     assert "\x1b[" in text  # redrawn in place by cursor movement
+
+
+def test_watch_keeps_rollups_open_and_follows_each_process_exactly():
+    """--watch's kept descriptors: each scan gives what a fresh scan gives (a process that grows is seen
+    growing), and a process that exits is dropped with its descriptor (no descriptor outlives it)."""
+    from toolkit.measure.system import HeldRollups, scan_footprint
+
+    grow = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * (16 << 20); "
+                             "print('grown', flush=True); sys.stdin.readline()"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    brief = subprocess.Popen(["sleep", "30"])
+    held = HeldRollups()
+    try:
+        time.sleep(0.3)
+        first = {p.pid: p for p in scan_footprint(held=held).processes}
+        assert grow.pid in held.entries and brief.pid in held.entries
+        fd = held.entries[brief.pid][0]
+        grow.stdin.write("\n")
+        grow.stdin.flush()
+        assert grow.stdout.readline().strip() == "grown"
+        brief.kill()
+        brief.wait()
+        again = {p.pid: p for p in scan_footprint(held=held).processes}
+        fresh = {p.pid: p for p in scan_footprint().processes}
+        assert again[grow.pid].rss == fresh[grow.pid].rss >= first[grow.pid].rss + (16 << 20)
+        assert brief.pid not in again and brief.pid not in held.entries
+        assert not os.path.exists(f"/proc/self/fd/{fd}") or os.readlink(f"/proc/self/fd/{fd}") != \
+            f"/proc/{brief.pid}/smaps_rollup"
+    finally:
+        held.close()
+        for p in (grow, brief):
+            p.kill()
+            p.wait()
+    assert held.entries == {}

@@ -162,7 +162,10 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
         if by not in ("process", "user", "kind"):
             raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
         with _host(root, from_) as fs:
-            _watch(lambda: scan_footprint(pids, user, match, by, fs=fs), footprint_changes,
+            from toolkit.measure.system import HeldRollups
+
+            held = HeldRollups()
+            _watch(lambda: scan_footprint(pids, user, match, by, fs=fs, held=held), footprint_changes,
                    lambda r: report.footprint_to_json(r, by),
                    lambda r, ch, con: report.footprint_renderables(r, by, sort, con, ch), watch, as_json)
         return
