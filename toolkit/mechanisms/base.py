@@ -44,10 +44,15 @@ class Handle:
         return replace(self, fd=None, owner=None, path=None)
 
     def owned_here(self) -> bool:
-        return self.fd is not None and self.owner == os.getpid()
+        return self.fd is not None and self.owner == _PID[0]
 
 
-@dataclass
+# this process's pid, kept right across fork: getpid() is a system call (0.15 µs) in a 3 µs attach
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+@dataclass(slots=True)
 class Attachment:
     """A region mapped into this process."""
 
@@ -164,7 +169,7 @@ class FdBacked(Mechanism):
     reach = "/proc/OWNER/fd/N: the owner's open descriptor (the name is unlinked)"
 
     def _hold(self, handle: Handle, fd: int) -> None:
-        handle.fd, handle.owner = fd, os.getpid()
+        handle.fd, handle.owner = fd, _PID[0]
         handle.path = f"/proc/{handle.owner}/fd/{fd}"
 
     def _open_by_name(self, handle: Handle) -> int:
