@@ -201,3 +201,25 @@ def test_physical_pages_with_and_without_numpy_agree():
         pagemap.NUMPY_FROM_PAGES = before
     hidden = PageRange(1, 0, 4096, words, False)
     assert hidden.pfns == [None] * 7 and pagemap.physical_pages([hidden]) == (None, None, None)
+
+
+def test_a_snapshot_of_a_64k_page_host_is_read_in_its_own_pages(tmp_path):
+    """Replaying a snapshot from an aarch64 host with 64 KiB pages on this one: pagemap is indexed and PFNs
+    are counted in the recorded host's pages, never this machine's (unrecorded words would read as absent)."""
+    import json
+
+    from toolkit.proc.pagemap import read_pagemap
+
+    page, start = 65536, 0x7F0000000000
+    host = tmp_path / "host"
+    (host / "proc" / "42").mkdir(parents=True)
+    (host / "snapshot.json").write_text(json.dumps({"format": 1, "page_size": page}))
+    present = 1 << 63
+    words = struct.pack("<4Q", present | 0x1000, present | 0x1001, 0, present | 0x1000)
+    (host / "proc" / "42" / "pagemap.runs.json").write_text(json.dumps({"runs": [[start // page * 8, words.hex()]]}))
+    fs = ProcFS.at_host(str(host))
+    assert fs.recorded and fs.page_size == page
+    r = read_pagemap(42, start, start + 4 * page, fs)
+    assert len(r) == 4 and r.page_size == page and r.start == start
+    assert r.pfns == [0x1000, 0x1001, None, 0x1000]
+    assert ProcFS().page_size == os.sysconf("SC_PAGE_SIZE")

@@ -22,7 +22,7 @@ from toolkit.proc.cgroup import (
 )
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import read_smaps_table
-from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecgroup, read_pagemap
+from toolkit.proc.pagemap import read_kpagecgroup, read_pagemap
 from toolkit.proc.system import read_sysvipc_shm
 from toolkit.records import CgroupUse, Ledger, LedgerObject, LibraryCopies
 
@@ -216,8 +216,8 @@ def _charges(fs, h, objects, wanted):
             ino = owner.get(p)
             if ino:
                 cg = paths.get(ino, f"(cgroup inode {ino})")
-                to[cg] = to.get(cg, 0) + PAGE_SIZE
-        out[key] = {"physical": len(pfns) * PAGE_SIZE, "to": to}
+                to[cg] = to.get(cg, 0) + fs.page_size
+        out[key] = {"physical": len(pfns) * fs.page_size, "to": to}
     return out
 
 

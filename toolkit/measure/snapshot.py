@@ -82,7 +82,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
         with tarfile.open(tmp, mode) as raw:
             t = _Tar(raw)
             t.add("snapshot.json", json.dumps({"format": FORMAT, "time": time.time(), "kernel": os.uname().release,
-                                               "machine": os.uname().machine, "page_size": os.sysconf("SC_PAGE_SIZE"),
+                                               "machine": os.uname().machine, "page_size": fs.page_size,
                                                "host": os.uname().nodename}).encode())
             for rel in ("sysvipc/shm", "meminfo", "sys/kernel/shmmax", "sys/kernel/shmall", "sys/kernel/shmmni",
                         "sys/kernel/yama/ptrace_scope", "cpuinfo"):
@@ -177,7 +177,7 @@ def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:
 
 def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
     """The pagemap words of every shared object's mappings, and kpagecount/kpagecgroup of their PFNs."""
-    from toolkit.proc.pagemap import PAGE_SIZE, _runs, read_pagemap
+    from toolkit.proc.pagemap import _runs, read_pagemap
 
     per_pid, pfns = {}, set()
     for pid, start, end in _shared_ranges(fs):
@@ -186,7 +186,7 @@ def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
         except (AccessDenied, NoSuchProcess, NotFound):
             continue
         raw = r.entries.tobytes()
-        per_pid.setdefault(pid, []).append([start // PAGE_SIZE * 8, raw.hex()])
+        per_pid.setdefault(pid, []).append([start // fs.page_size * 8, raw.hex()])
         pfns.update(p for p in r.pfns if p is not None)
     for pid, runs in per_pid.items():
         t.add(f"proc/{pid}/pagemap.runs.json", json.dumps({"runs": runs}).encode())

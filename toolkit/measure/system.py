@@ -19,7 +19,7 @@ from toolkit.errors import (
 from toolkit.proc.access import hides_others, read_access, why_denied
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, parse_rollup, read_rollup, read_smaps, rollup_from_smaps
-from toolkit.proc.pagemap import PAGE_SIZE, read_pagemap
+from toolkit.proc.pagemap import read_pagemap
 from toolkit.proc.process import list_pids, read_identity
 from toolkit.proc.system import parse_sysvipc_shm, read_sysvipc_shm
 from toolkit.records import (
@@ -546,6 +546,6 @@ def _library_use(path, uses, privileged, fs) -> LibraryUse:
                 pfns = None
                 break
             pfns |= found
-        physical = len(pfns) * PAGE_SIZE if pfns is not None else None
+        physical = len(pfns) * fs.page_size if pfns is not None else None
     return LibraryUse(path, len({pid for pid, _ in uses}), sum(e.get("Rss", 0) for _, e in uses),
                       sum(e.get("Pss", 0) for _, e in uses), physical)

@@ -29,6 +29,25 @@ class ProcFS:
         self.host_root = host_root if host_root is not None else (os.path.dirname(self.root) or "/")
         self.recorded = os.path.realpath(self.root) != "/proc"
 
+    @property
+    def page_size(self) -> int:
+        """The page size of the host this tree is from: a snapshot of a 64 KiB-page machine replayed on a
+        4 KiB one must index its pagemap and count its PFNs in 64 KiB pages. Live: sysconf; recorded:
+        snapshot.json's, else (a tree recorded without it) this machine's."""
+        size = self.__dict__.get("_page_size")
+        if size is None:
+            size = os.sysconf("SC_PAGE_SIZE")
+            if self.recorded:
+                import json
+
+                try:
+                    with open(os.path.join(self.host_root, "snapshot.json")) as f:
+                        size = int(json.load(f).get("page_size") or size)
+                except (OSError, ValueError, TypeError, AttributeError):
+                    pass
+            self._page_size = size
+        return size
+
     @classmethod
     def at_host(cls, root: str) -> "ProcFS":
         """A whole host (live "/" or a recorded tree): its proc is ROOT/proc."""

@@ -28,9 +28,10 @@ def decode_pagemap(pid, start: int, raw: bytes, page_size: int = PAGE_SIZE, pfns
 
 def read_pagemap(pid, start: int, end: int, fs: ProcFS | None = None) -> PageRange:
     fs = fs or default_fs()
-    first, last = start // PAGE_SIZE, (end + PAGE_SIZE - 1) // PAGE_SIZE
+    page = fs.page_size  # the recorded host's, in a replay
+    first, last = start // page, (end + page - 1) // page
     (raw,) = fs.read_at((pid, "pagemap"), [(first * _ENTRY, (last - first) * _ENTRY)])
-    return decode_pagemap(pid, first * PAGE_SIZE, raw)
+    return decode_pagemap(pid, first * page, raw, page)
 
 
 def _runs(sorted_pfns):
