@@ -157,12 +157,16 @@ def cell_len(text: str) -> int:
 
 
 def _chop(word: str, width: int) -> list:
-    """A word longer than the width, folded into pieces that fit (never cut off)."""
+    """A word longer than the width, folded into pieces that fit (never cut off); a path folds after a
+    '/' where one falls in the second half of the line (/usr/lib/x86_64-linux-gnu/ | libc.so.6)."""
     out, piece = [], ""
     for ch in word:
         if piece and cell_len(piece + ch) > width:
-            out.append(piece)
-            piece = ""
+            cut = piece.rfind("/") + 1
+            if cut * 2 <= len(piece) or cut == len(piece):
+                cut = len(piece)
+            out.append(piece[:cut])
+            piece = piece[cut:]
         piece += ch
     return out + [piece]
 
