@@ -253,10 +253,14 @@ def protection(library: str | None = None, peers: int = 3) -> Story:
             (f"peer {victim.pid} wrote one byte to its r-xp page at {addr_v:#x}: {how}",), died))
         addr_w = text[1][0] + page_off
         others = [(g[i].pid, text[i][0] + page_off) for i in range(2, len(g))]
+        # read first: the page is in the writer's page tables only once it has touched it (a page of libc's
+        # code nobody ran there yet has no PFN to compare)
+        byte = writer.call("peek", addr=addr_w, n=1)["data"]
+        for i in range(2, len(g)):
+            g[i].call("peek", addr=text[i][0] + page_off, n=1)
         before = read_pagemap(writer.pid, addr_w, addr_w + 1).pfns[0] if privileged else None
         try:
             writer.call("mprotect", addr=addr_w, length=PAGE_SIZE, prot=vm.PROT_READ | vm.PROT_WRITE | vm.PROT_EXEC)
-            byte = writer.call("peek", addr=addr_w, n=1)["data"]
             writer.call("poke", addr=addr_w, data=byte)  # the same value: the write is what matters
             e = find_mapping(read_smaps(writer.pid), addr_w)
             after = read_pagemap(writer.pid, addr_w, addr_w + 1).pfns[0] if privileged else None
@@ -264,9 +268,12 @@ def protection(library: str | None = None, peers: int = 3) -> Story:
             ev = [f"after mprotect(PROT_WRITE) peer {writer.pid} wrote the page: mapping now {e.mapping.perms} "
                   f"with Private_Dirty {e.get('Private_Dirty', 0)} bytes"]
             if privileged:
-                ev.append(f"its PFN went {before:#x} -> {after:#x}; the other peers still map "
-                          + ", ".join(f"{p:#x}" for p in other_pfns if p is not None))
-                holds = (e.get("Private_Dirty", 0) == PAGE_SIZE and after != before
+                def pfn(p):
+                    return "not present" if p is None else f"{p:#x}"
+
+                ev.append(f"its PFN went {pfn(before)} -> {pfn(after)}; the other peers still map "
+                          + ", ".join(pfn(p) for p in other_pfns))
+                holds = (e.get("Private_Dirty", 0) == PAGE_SIZE and None not in (before, after) and after != before
                          and all(p == before for p in other_pfns))
             else:
                 holds = e.get("Private_Dirty", 0) == PAGE_SIZE

@@ -115,7 +115,7 @@ def findings(c: Comparison) -> list:
             line += f"; its page is PFN {w.pfn_a:#x} in A and {w.pfn_b:#x} in B ({'different copies' if w.pfn_a != w.pfn_b else 'the same page'})"
         out.append(line + ".")
     if w and w.cow_page_offset is not None:
-        if w.cow_pfn_before is not None:
+        if w.cow_pfn_before is not None and w.cow_pfn_after is not None:
             out.append(f"copy on write: a data page still shared with the page cache (PFN {w.cow_pfn_before:#x}) "
                        f"became PFN {w.cow_pfn_after:#x} after one write; Private_Dirty "
                        f"{human_bytes(w.private_dirty_before)} -> {human_bytes(w.private_dirty_after)}.")
