@@ -85,7 +85,7 @@ def _headers(lines) -> list:
 
 
 def _by_columns(data: bytes, fields):
-    """(header lines, {field: values}) where smaps is the fixed table described above; None otherwise."""
+    """(headers split, {field: values}) where smaps is the fixed table described above; None otherwise."""
     lines = data.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
@@ -122,7 +122,7 @@ def _is_header_bytes(line: bytes) -> bool:
 
 
 def _by_pattern(data: bytes, fields):
-    """(header lines, {field: values}) by one regular expression over the whole text, mapping by mapping; a
+    """(headers split, {field: values}) by one regular expression over the whole text, mapping by mapping; a
     field a mapping lacks counts 0 there (and the column is left out where no mapping has it)."""
     import re
 
@@ -139,7 +139,15 @@ def _by_pattern(data: bytes, fields):
         elif rows:
             rows[-1][key.decode()] = int(value) * 1024
     present = [f for f in fields if any(f in r for r in rows)]
-    return _headers(heads), {f: [r.get(f, 0) for r in rows] for f in present}
+    split = _headers(heads)
+    if len(split) != len(heads):  # a header the strict expression refuses: split each as maps_line does
+        split = [_split_header(h) for h in heads]
+    return split, {f: [r.get(f, 0) for r in rows] for f in present}
+
+
+def _split_header(line: bytes) -> tuple:
+    parts = line.split(None, 5)
+    return tuple(parts[:5]) + ((parts[5] if len(parts) > 5 else b""),)
 
 
 def has_smaps_rollup(pid="self", fs: ProcFS | None = None) -> bool:
