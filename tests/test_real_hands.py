@@ -362,13 +362,15 @@ def test_watch_on_a_terminal_redraws_in_place_and_ends_on_ctrl_c():
 
 def test_watch_keeps_rollups_open_and_follows_each_process_exactly():
     """--watch's kept descriptors: each scan gives what a fresh scan gives (a process that grows is seen
-    growing), and a process that exits is dropped with its descriptor (no descriptor outlives it)."""
+    growing, one that execs shows its new command), and a process that exits is dropped with its
+    descriptor (no descriptor outlives it)."""
     from toolkit.measure.system import HeldRollups, scan_footprint
 
     grow = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * (16 << 20); "
                              "print('grown', flush=True); sys.stdin.readline()"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     brief = subprocess.Popen(["sleep", "30"])
+    changes = subprocess.Popen(["sh", "-c", "read x; exec sleep 31"], stdin=subprocess.PIPE)
     held = HeldRollups()
     try:
         time.sleep(0.3)
@@ -380,7 +382,12 @@ def test_watch_keeps_rollups_open_and_follows_each_process_exactly():
         assert grow.stdout.readline().strip() == "grown"
         brief.kill()
         brief.wait()
+        assert first[changes.pid].command.startswith("sh -c")
+        changes.stdin.write(b"\n")
+        changes.stdin.flush()
+        time.sleep(0.3)  # it execs: a new address space under the same pid
         again = {p.pid: p for p in scan_footprint(held=held).processes}
+        assert again[changes.pid].command == "sleep 31"  # the kept descriptor failed with ESRCH: read anew
         fresh = {p.pid: p for p in scan_footprint().processes}
         assert again[grow.pid].rss == fresh[grow.pid].rss >= first[grow.pid].rss + (16 << 20)
         assert brief.pid not in again and brief.pid not in held.entries
@@ -388,7 +395,7 @@ def test_watch_keeps_rollups_open_and_follows_each_process_exactly():
             f"/proc/{brief.pid}/smaps_rollup"
     finally:
         held.close()
-        for p in (grow, brief):
+        for p in (grow, brief, changes):
             p.kill()
             p.wait()
     assert held.entries == {}
