@@ -399,3 +399,22 @@ def test_watch_keeps_rollups_open_and_follows_each_process_exactly():
             p.kill()
             p.wait()
     assert held.entries == {}
+
+
+def test_stories_fold_at_the_width_on_a_terminal_and_stay_one_line_in_a_pipe():
+    from toolkit.records import Step, Story
+    from toolkit.report.story import render_text
+
+    evidence = ("/usr/lib/x86_64-linux-gnu/libc.so.6: its rw-p mapping has 3 of 7 pages still the page cache's "
+                "(Shared_Clean 12288 bytes) and one write made Private_Dirty 16384 -> 20480 bytes",)
+    story = Story("s", "A title", (Step("A claim long enough to need a second line at eighty columns, and then some "
+                                        "more words", evidence, True),), "a verdict " * 12)
+    folded = io.StringIO()
+    render_text(story, folded, width=80)
+    lines = folded.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines) and lines[3].startswith("1. A claim")
+    assert "".join(folded.getvalue().split()) == "".join(
+        f"A title======={'1. '}{story.steps[0].claim}[shown]{evidence[0]}Verdict: {story.verdict}".split())
+    piped = io.StringIO()
+    render_text(story, piped)  # not a terminal: a line per claim and per piece of evidence, for grep
+    assert f"     {evidence[0]}" in piped.getvalue().splitlines()

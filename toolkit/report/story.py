@@ -18,18 +18,33 @@ def to_json(story) -> dict:
     return d
 
 
-def render_text(story, out) -> None:
-    w = out.write
-    w(f"{story.title}\n{'=' * len(story.title)}\n")
+def render_text(story, out, width=None) -> None:
+    """The story as text. On a terminal (or with a width) long lines fold at spaces under their own indent;
+    in a pipe each claim and each piece of evidence stays one line, for grep."""
+    from toolkit.report.view import _detect_width, wrap
+
+    if width is None and hasattr(out, "isatty") and out.isatty():
+        width = _detect_width(out, True)
+
+    def w(head, body, indent):
+        if width is None:
+            out.write(head + body + "\n")
+            return
+        lines = wrap(body, max(20, width - max(len(head), len(indent))))
+        out.write("\n".join((head if n == 0 else indent) + line for n, line in enumerate(lines)) + "\n")
+
+    out.write(f"{story.title}\n{'=' * min(len(story.title), width or len(story.title))}\n")
     for i, s in enumerate(story.steps, 1):
-        w(f"\n{i}. {s.claim}  [{MARK[s.holds]}]\n")
+        out.write("\n")
+        w(f"{i}. ", f"{s.claim}  [{MARK[s.holds]}]", " " * len(f"{i}. "))
         for e in s.evidence:
-            w(f"     {e}\n")
+            w("     ", e, "       ")
         if s.why_not:
-            w(f"     ({s.why_not})\n")
-    w(f"\nVerdict: {story.verdict}\n")
+            w("     ", f"({s.why_not})", "      ")
+    out.write("\n")
+    w("Verdict: ", story.verdict, "  ")
     if story.where:
-        w(f"(objects made {story.where})\n")
+        w("", f"(objects made {story.where})", " ")
 
 
 def render_markdown(story, out) -> None:
