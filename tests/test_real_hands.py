@@ -161,6 +161,9 @@ def test_no_arguments_prints_the_help():
     (["bench", "--plot", "x.txt"], ".png"), (["elf", "--pid", "1", "--aslr", "3"], "--pid and --aslr"),
     (["demo", "lifetime", "--library", "libz.so.1"], "--library applies"), (["footprint", "--by", "x"], "--by"),
     (["footprint", "--no-pfns"], "--by cgroup and --by object"),
+    (["footprint", "--by", "cgroup", "--watch", "1"], "--watch shows"),
+    (["footprint", "--by", "library", "--watch", "1"], "--watch shows"),
+    (["segments", "--watch", "1", "--from", "x.tar.gz"], "snapshot (--from) never changes"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):
     t0 = time.monotonic()

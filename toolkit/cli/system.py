@@ -71,6 +71,11 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
         pass  # the way to end a watch: a clean stop, status 0
 
 
+def _live_for_watch(from_):
+    if from_:
+        raise click.UsageError("--watch rescans a live system; a snapshot (--from) never changes")
+
+
 @contextlib.contextmanager
 def _host(root, from_):
     from toolkit.proc.fs import ProcFS, default_fs
@@ -99,6 +104,7 @@ def segments(as_json, watch, root, from_):
     if watch is not None:
         from toolkit.measure.watch import segments_changes
 
+        _live_for_watch(from_)
         with _host(root, from_) as fs:
             _watch(lambda: scan_segments(fs), segments_changes, report.segments_to_json,
                    lambda r, ch, con: report.segments_renderables(r, con, ch), watch, as_json)
@@ -147,6 +153,8 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
 
         if user or match:
             raise click.UsageError(f"--by {by} covers every process: --user and --match do not apply")
+        if watch is not None:
+            raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
         with _host(root, from_) as fs:
             led = scan_ledger(fs, pids or None, pfns=False if no_pfns else None)
         if as_json:
@@ -161,6 +169,7 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
 
         if by not in ("process", "user", "kind"):
             raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
+        _live_for_watch(from_)
         with _host(root, from_) as fs:
             from toolkit.measure.system import HeldRollups
 
