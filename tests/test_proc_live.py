@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -110,3 +111,22 @@ def test_smaps_columns_equal_the_full_parse_for_every_process():
         assert [(e.mapping, e.fields) for e in parse_smaps_fields(data, fields)] == full, pid
         checked += 1
     assert checked >= 3
+
+
+def test_read_whole_gives_what_reading_to_the_end_gives():
+    """One read for one-record /proc files and cmdline, reading on when the buffer comes back full: a
+    command line of 100,000 bytes arrives whole, as does every smaps_rollup."""
+    from toolkit.proc.fs import default_fs
+
+    fs = default_fs()
+    long_arg = "x" * 100_000
+    p = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(30)", long_arg])
+    try:
+        time.sleep(0.3)
+        assert fs.read_whole(p.pid, "cmdline") == fs.read_bytes(p.pid, "cmdline")
+        assert long_arg.encode() in fs.read_whole(p.pid, "cmdline")
+        assert fs.read_whole(p.pid, "smaps_rollup").count(b"\n") == fs.read_bytes(p.pid, "smaps_rollup").count(b"\n")
+        assert fs.read_whole("self", "status").startswith(b"Name:")
+    finally:
+        p.kill()
+        p.wait()

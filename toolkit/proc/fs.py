@@ -130,6 +130,29 @@ class ProcFS:
         finally:
             os.close(fd)
 
+    def read_whole(self, *rel) -> bytes:
+        """A file the kernel hands over whole in one read when it fits: a one-record /proc file
+        (smaps_rollup, stat, status) or cmdline, whose read fills the buffer as far as there is data. One
+        read instead of a read and one more for the end (2000 system calls fewer in a scan of 1000
+        processes); a full buffer reads on. Not for maps or smaps, which come a page at a time."""
+        try:
+            fd = os.open(self.path(*rel), os.O_RDONLY)
+        except OSError as err:
+            raise self._translate(err, rel) from err
+        try:
+            data = os.read(fd, 65536)
+            if len(data) < 65536:
+                return data
+            chunks = [data]
+            while data:
+                data = os.read(fd, 65536)
+                chunks.append(data)
+            return b"".join(chunks)
+        except OSError as err:
+            raise self._translate(err, rel) from err
+        finally:
+            os.close(fd)
+
     def open_fd(self, *rel) -> int:
         """A descriptor on the file, for a reader that keeps it across scans (see reread)."""
         try:

@@ -158,18 +158,28 @@ def has_smaps_rollup(pid="self", fs: ProcFS | None = None) -> bool:
 _ROLLUP_LINE = None
 
 
-def parse_rollup(pid, data) -> Rollup:
-    """smaps_rollup text (str or bytes): every 'Name: N kB' line, in bytes. One regular expression over the
-    block (the C engine finds the fields): a third of the time of splitting it line by line, which mattered
-    for `--watch` over 1000 processes (bench/watch_cost.py)."""
-    global _ROLLUP_LINE
-    if _ROLLUP_LINE is None:
-        import re
+_ROLLUP_FIELDS = {}
 
-        _ROLLUP_LINE = re.compile(rb"^([A-Za-z_]+):\s+(\d+)( kB)?$", re.M)
+
+def parse_rollup(pid, data, fields=None) -> Rollup:
+    """smaps_rollup text (str or bytes): every 'Name: N kB' line, in bytes, or only the named fields. One
+    regular expression over the block (the C engine finds the fields): a third of the time of splitting it
+    line by line, which mattered for `--watch` over 1000 processes (bench/watch_cost.py)."""
+    global _ROLLUP_LINE
+    import re
+
+    if fields:
+        pattern = _ROLLUP_FIELDS.get(fields)
+        if pattern is None:
+            names = b"|".join(re.escape(f.encode()) for f in fields)
+            pattern = _ROLLUP_FIELDS[fields] = re.compile(rb"^(" + names + rb"):\s+(\d+)( kB)?$", re.M)
+    else:
+        if _ROLLUP_LINE is None:
+            _ROLLUP_LINE = re.compile(rb"^([A-Za-z_]+):\s+(\d+)( kB)?$", re.M)
+        pattern = _ROLLUP_LINE
     if isinstance(data, str):
         data = data.encode()
-    return Rollup(pid, {k.decode(): int(v) * (1024 if kb else 1) for k, v, kb in _ROLLUP_LINE.findall(data)}, True)
+    return Rollup(pid, {k.decode(): int(v) * (1024 if kb else 1) for k, v, kb in pattern.findall(data)}, True)
 
 
 def rollup_from_smaps(pid, entries) -> Rollup:
@@ -182,12 +192,13 @@ def rollup_from_smaps(pid, entries) -> Rollup:
     return Rollup(pid, total, False)
 
 
-def read_rollup(pid, fs: ProcFS | None = None) -> Rollup:
-    """Totals of a process. Empty fields where it has no address space (a kernel thread, a zombie:
-    the kernel answers ESRCH); the sum of smaps where the kernel has no smaps_rollup (before 4.14)."""
+def read_rollup(pid, fs: ProcFS | None = None, fields=None) -> Rollup:
+    """Totals of a process (all of them, or the named fields: a tuple). Empty fields where it has no
+    address space (a kernel thread, a zombie: the kernel answers ESRCH); the sum of smaps where the kernel
+    has no smaps_rollup (before 4.14)."""
     fs = fs or default_fs()
     try:
-        return parse_rollup(pid, fs.read_bytes(pid, "smaps_rollup"))
+        return parse_rollup(pid, fs.read_whole(pid, "smaps_rollup"), fields)
     except NoSuchProcess:
         if not fs.exists(pid):
             raise
