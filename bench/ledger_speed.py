@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+import busy
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -53,12 +55,11 @@ def main():
     from toolkit.proc.pagemap import PAGE_SIZE
 
     idle = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    sleepers = [subprocess.Popen([idle, "-c", "import time; time.sleep(600)"]) for _ in range(150)]
-    while sum(1 for d in os.listdir("/proc") if d.isdigit()) < processes:
-        sleepers.append(subprocess.Popen(["sleep", "600"]))
-    try:
+    with busy.sleepers() as sleepers:
+        sleepers += [subprocess.Popen([idle, "-c", "import time; time.sleep(600)"]) for _ in range(150)]
+        busy.fill(processes, sleepers)
         time.sleep(2)
-        n = sum(1 for d in os.listdir("/proc") if d.isdigit())
+        n = busy.count()
         shmkit = [sys.executable, "-m", "toolkit", "footprint"]
         m = interleaved(runs, all=lambda: timed(shmkit + ["--all", "--json"]),
                         cgroup=lambda: timed(shmkit + ["--by", "cgroup", "--json", "--no-pfns"]),
@@ -106,11 +107,6 @@ def main():
         print(f"  scan_ledger with PFNs              {m['priv'] * 1e3:8.1f} ms   (PFN work {extra * 1e3:.1f} ms)")
         print(f"  bare pread of those pagemap ranges {m['bare'] * 1e3:8.1f} ms   ratio PFN work / bare read "
               f"{extra / m['bare']:.2f}  (target <= 3)")
-    finally:
-        for p in sleepers:
-            p.kill()
-        for p in sleepers:
-            p.wait()
 
 
 if __name__ == "__main__":

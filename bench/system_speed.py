@@ -18,14 +18,8 @@ import subprocess
 import sys
 import time
 
-
-def count():
-    return sum(1 for d in os.listdir("/proc") if d.isdigit())
-
-
-def fill(n, sleepers):
-    while count() < n:
-        sleepers.append(subprocess.Popen(["sleep", "600"]))
+import busy
+from busy import count, fill
 
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -62,8 +56,7 @@ def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     smem = shutil.which("smem")
     shmkit = [sys.executable, "-m", "toolkit"]
-    sleepers = []
-    try:
+    with busy.sleepers() as sleepers:
         fill(150, sleepers)
         if smem:
             print(f"{count()} processes (filled with sleep), {runs} interleaved runs each:")
@@ -84,11 +77,6 @@ def main():
         s = [timed(shmkit + ["segments", "--json"]) for _ in range(runs)]
         print(f"{count()} processes: shmkit segments --json: median {statistics.median(s):.3f} s "
               f"(min {min(s):.3f}, max {max(s):.3f})  (target < 0.2 s)")
-    finally:
-        for p in sleepers:
-            p.kill()
-        for p in sleepers:
-            p.wait()
 
 
 if __name__ == "__main__":

@@ -12,15 +12,15 @@ import subprocess
 import sys
 import time
 
+import busy
+
 
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60
     target = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    sleepers = []
-    try:
-        while sum(1 for d in os.listdir("/proc") if d.isdigit()) < target:
-            sleepers.append(subprocess.Popen(["sleep", "3600"]))
-        n = sum(1 for d in os.listdir("/proc") if d.isdigit())
+    with busy.sleepers() as sleepers:
+        busy.fill(target, sleepers)
+        n = busy.count()
         print(f"{n} processes, each watch left running {seconds:.0f} s at a 1 s interval:")
         for view in ("footprint", "segments"):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -76,11 +76,6 @@ def main():
                   f"({'a pread of every smaps_rollup, kept open' if name == 'footprint' else 'every maps and descriptor link'})")
         for fd in fds:
             os.close(fd)
-    finally:
-        for s in sleepers:
-            s.kill()
-        for s in sleepers:
-            s.wait()
 
 
 if __name__ == "__main__":

@@ -55,12 +55,16 @@ class Mapping(NamedTuple):
         parts = line.split(None, 5)
         if len(parts) < 5:
             raise ValueError(f"not a maps line: {line!r}")
-        lo, _, hi = parts[0].partition("-")
-        path = parts[5].rstrip("\n") if len(parts) > 5 else ""
-        deleted = path.endswith(" (deleted)")
+        return cls.from_fields(*parts[:5], parts[5].rstrip("\n") if len(parts) > 5 else "")
+
+    @classmethod
+    def from_fields(cls, lohi: str, perms: str, offset: str, device: str, inode: str, name: str) -> "Mapping":
+        """From the six fields of a maps line, as text; the name may end in ' (deleted)'."""
+        lo, _, hi = lohi.partition("-")
+        deleted = name.endswith(" (deleted)")
         if deleted:
-            path = path[: -len(" (deleted)")]
-        return cls(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), parts[3], int(parts[4]), path, deleted)
+            name = name[: -len(" (deleted)")]
+        return cls(int(lo, 16), int(hi, 16), perms, int(offset, 16), device, int(inode), name, deleted)
 
 
 class SmapsEntry(NamedTuple):
@@ -112,14 +116,7 @@ class SmapsTable(NamedTuple):
     columns: dict
 
     def mapping(self, i) -> "Mapping":
-        lo, perms, offset, device, inode, path = self.headers[i]
-        start, _, end = lo.partition(b"-")
-        path = path.decode("utf-8", "surrogateescape")
-        deleted = path.endswith(" (deleted)")
-        if deleted:
-            path = path[: -len(" (deleted)")]
-        return Mapping(int(start, 16), int(end, 16), perms.decode(), int(offset, 16), device.decode(), int(inode),
-                       path, deleted)
+        return Mapping.from_fields(*(f.decode("utf-8", "surrogateescape") for f in self.headers[i]))
 
     def entries(self) -> list:
         keys = tuple(self.columns)

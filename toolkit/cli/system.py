@@ -137,7 +137,7 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
     """RSS, PSS, USS and swap per process, user, kind of memory or library (like smem, faster)."""
     import re
 
-    from toolkit.measure.system import scan_footprint
+    from toolkit.measure.system import HeldRollups, scan_footprint
     from toolkit.report import system as report
 
     if pids and all_:
@@ -147,14 +147,16 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
             re.compile(match)
         except re.error as err:
             raise click.BadParameter(str(err), param_hint="--match") from None
+    if watch is not None:
+        if by not in ("process", "user", "kind"):
+            raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
+        _live_for_watch(from_)
     if by in ("cgroup", "object"):
         from toolkit.measure.ledger import scan_ledger
         from toolkit.report import ledger
 
         if user or match:
             raise click.UsageError(f"--by {by} covers every process: --user and --match do not apply")
-        if watch is not None:
-            raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
         with _host(root, from_) as fs:
             led = scan_ledger(fs, pids or None, pfns=False if no_pfns else None)
         if as_json:
@@ -167,12 +169,7 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
     if watch is not None:
         from toolkit.measure.watch import footprint_changes
 
-        if by not in ("process", "user", "kind"):
-            raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
-        _live_for_watch(from_)
         with _host(root, from_) as fs:
-            from toolkit.measure.system import HeldRollups
-
             held = HeldRollups()
             _watch(lambda: scan_footprint(pids, user, match, by, fs=fs, held=held), footprint_changes,
                    lambda r: report.footprint_to_json(r, by),

@@ -8,6 +8,7 @@ and only here, into the library's errors.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 
 from toolkit.errors import (
@@ -29,23 +30,20 @@ class ProcFS:
         self.host_root = host_root if host_root is not None else (os.path.dirname(self.root) or "/")
         self.recorded = os.path.realpath(self.root) != "/proc"
 
-    @property
+    @functools.cached_property
     def page_size(self) -> int:
         """The page size of the host this tree is from: a snapshot of a 64 KiB-page machine replayed on a
         4 KiB one must index its pagemap and count its PFNs in 64 KiB pages. Live: sysconf; recorded:
         snapshot.json's, else (a tree recorded without it) this machine's."""
-        size = self.__dict__.get("_page_size")
-        if size is None:
-            size = os.sysconf("SC_PAGE_SIZE")
-            if self.recorded:
-                import json
+        size = os.sysconf("SC_PAGE_SIZE")
+        if self.recorded:
+            import json
 
-                try:
-                    with open(os.path.join(self.host_root, "snapshot.json")) as f:
-                        size = int(json.load(f).get("page_size") or size)
-                except (OSError, ValueError, TypeError, AttributeError):
-                    pass
-            self._page_size = size
+            try:
+                with open(os.path.join(self.host_root, "snapshot.json")) as f:
+                    size = int(json.load(f).get("page_size") or size)
+            except (OSError, ValueError, TypeError, AttributeError):
+                pass
         return size
 
     @classmethod
@@ -114,34 +112,23 @@ class ProcFS:
 
     def read_bytes(self, *rel) -> bytes:
         """The whole file with raw reads: the fast path for the small files read once per process."""
-        try:
-            fd = os.open(self.path(*rel), os.O_RDONLY)
-        except OSError as err:
-            raise self._translate(err, rel) from err
-        try:
-            chunks = []
-            while True:
-                b = os.read(fd, 65536)
-                if not b:
-                    return b"".join(chunks)
-                chunks.append(b)
-        except OSError as err:
-            raise self._translate(err, rel) from err
-        finally:
-            os.close(fd)
+        return self._read_raw(rel, short_is_end=False)
 
     def read_whole(self, *rel) -> bytes:
         """A file the kernel hands over whole in one read when it fits: a one-record /proc file
         (smaps_rollup, stat, status) or cmdline, whose read fills the buffer as far as there is data. One
         read instead of a read and one more for the end (2000 system calls fewer in a scan of 1000
         processes); a full buffer reads on. Not for maps or smaps, which come a page at a time."""
+        return self._read_raw(rel, short_is_end=True)
+
+    def _read_raw(self, rel, short_is_end: bool) -> bytes:
         try:
             fd = os.open(self.path(*rel), os.O_RDONLY)
         except OSError as err:
             raise self._translate(err, rel) from err
         try:
             data = os.read(fd, 65536)
-            if len(data) < 65536:
+            if short_is_end and len(data) < 65536:
                 return data
             chunks = [data]
             while data:

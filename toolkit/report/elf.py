@@ -49,12 +49,6 @@ def _fmt_row_narrow(s):
 WIDE = 104  # readelf -lW's program header lines for a 64-bit file
 
 
-def terminal_width() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((80, 24)).columns
-
-
 def _fill(text: str, width: int, indent: str, more: str) -> str:
     """Greedy wrap at spaces, words never broken: textwrap.fill's result for this prose, at a fifth of its
     cost (it was half of `elf` over 500 files; bench/elf_speed.py)."""
@@ -74,7 +68,10 @@ def _fill(text: str, width: int, indent: str, more: str) -> str:
 def render_elf(info, out, width: int | None = None) -> None:
     """One file, in the spirit of readelf -e: header summary, program headers, mapping, sharing. Below
     104 columns the program headers take readelf -l's two-line form, and prose wraps."""
-    width = width or terminal_width()
+    if not width:
+        from toolkit.report.view import terminal_width
+
+        width = terminal_width()
     w = out.write
 
     def para(text, indent, more):

@@ -124,7 +124,7 @@ class Console:
 
         self.file = file or (sys.stderr if stderr else sys.stdout)
         self.is_terminal = hasattr(self.file, "isatty") and self.file.isatty()
-        self.width = width or _detect_width(self.file, self.is_terminal)
+        self.width = width or terminal_width(self.file)
 
     def print(self, *parts) -> None:
         for part in parts:
@@ -132,17 +132,20 @@ class Console:
             self.file.write(text + "\n")
 
 
-def _detect_width(file, is_terminal) -> int:
+def terminal_width(file=None) -> int:
+    """$COLUMNS, else the width of the terminal `file` (stdout by default) is, else 80 (as rich has it)."""
     import os
+    import sys
 
     env = os.environ.get("COLUMNS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    if is_terminal:
-        try:
+    file = file or sys.stdout
+    try:
+        if file.isatty():
             return os.get_terminal_size(file.fileno()).columns or 80
-        except (OSError, ValueError):
-            pass
+    except (OSError, ValueError, AttributeError):
+        pass
     return 80
 
 
