@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -216,3 +217,91 @@ def test_demo_who_is_attached():
     r = subprocess.run([sys.executable, "demos/who_is_attached.py"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "exactly those were found attached" in r.stdout and "ORPHAN" in r.stdout
+
+
+# a process that maps what it is told to, one line of stdin at a time: "shared PATH", "private PATH",
+# "sysv SHMID", "exec" (becomes `sleep`); it answers each line with "ok"
+_MAPPER = r"""
+import mmap, os, sys, sysv_ipc
+kept = []
+for line in sys.stdin:
+    what, _, arg = line.strip().partition(" ")
+    if what == "exec":
+        os.execvp("sleep", ["sleep", "60"])
+    if what == "sysv":
+        seg = sysv_ipc.attach(int(arg))
+        kept.append(seg)
+    else:
+        fd = os.open(arg, os.O_RDWR)
+        kept.append(mmap.mmap(fd, 4096, mmap.MAP_SHARED if what == "shared" else mmap.MAP_PRIVATE))
+        os.close(fd)
+    print("ok", flush=True)
+"""
+
+
+@pytest.mark.parametrize("query", [True, False], ids=["procmap-query", "maps-text"])
+def test_watch_keeps_maps_open_and_follows_each_process_exactly(objects, query):
+    """segments --watch's kept descriptors: a shared mapping made between two scans is in the next one,
+    exactly as a fresh scan shows it; a private mapping of a memfd is in within FULL_EVERY scans; a process
+    that execs is read anew (its old mappings gone) and one that exits is dropped with its descriptors.
+    Both ways: PROCMAP_QUERY where this kernel has it, the maps text where it does not."""
+    from toolkit.measure.system import HeldMaps
+    from toolkit.proc.maps import SharedMapsQuery
+
+    if query and not SharedMapsQuery.supported():
+        pytest.skip(f"this kernel ({os.uname().release}) has no PROCMAP_QUERY (Linux 6.11): the maps-text case "
+                    "covers it")
+    seg, obj = objects("sysv", 4096), objects("posix", 4096)
+    memfd = os.memfd_create("shmkit-private")
+    os.ftruncate(memfd, 4096)
+    mapper = subprocess.Popen([sys.executable, "-c", _MAPPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    brief = subprocess.Popen(["sleep", "30"])
+    held = HeldMaps()
+    if not query:
+        held.query = None
+
+    def tell(line):
+        mapper.stdin.write(line + "\n")
+        mapper.stdin.flush()
+        if line != "exec":
+            assert mapper.stdout.readline().strip() == "ok"
+
+    def attached(report):
+        s = next(o for o in report.sysv if o.shmid == seg.shmid)
+        p = next(o for o in report.posix if "/" + o.name == obj.name)
+        m = [o for o in report.memfd if "shmkit-private" in o.name]
+        return ({a.pid for a in s.attachers}, {a.pid for a in p.attachers},
+                {a.pid for o in m for a in o.attachers})
+
+    try:
+        assert mapper.pid not in set().union(*attached(scan_segments(held=held)))
+        assert mapper.pid in held.entries and brief.pid in held.entries
+        kept = held.entries[brief.pid][:2]
+        tell(f"sysv {seg.shmid}")
+        tell(f"shared /dev/shm{obj.name}")
+        now = attached(scan_segments(held=held))
+        assert mapper.pid in now[0] and mapper.pid in now[1]  # the very next scan
+        assert now[:2] == attached(scan_segments())[:2]
+        tell(f"private /proc/{os.getpid()}/fd/{memfd}")
+        seen_in = next((n for n in range(1, HeldMaps.FULL_EVERY + 1)
+                        if mapper.pid in attached(scan_segments(held=held))[2]), None)
+        assert seen_in is not None and mapper.pid in attached(scan_segments())[2]
+        assert seen_in == 1 or query  # the maps text is read whole every scan
+        brief.kill()
+        brief.wait()
+        tell("exec")
+        time.sleep(0.3)  # it execs: a new address space under the same pid, with none of the mappings
+        after = attached(scan_segments(held=held))
+        assert mapper.pid not in set().union(*after), after
+        assert brief.pid not in held.entries
+        for fd in kept:  # closed with their process (a number may since be reused for another file)
+            assert not os.path.exists(f"/proc/self/fd/{fd}") or not os.readlink(f"/proc/self/fd/{fd}").startswith(
+                f"/proc/{brief.pid}/")
+    finally:
+        held.close()
+        os.close(memfd)
+        for p in (mapper, brief):
+            p.kill()
+            p.wait()
+    assert held.entries == {}

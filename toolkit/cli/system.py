@@ -105,8 +105,11 @@ def segments(as_json, watch, root, from_):
         from toolkit.measure.watch import segments_changes
 
         _live_for_watch(from_)
+        from toolkit.measure.system import HeldMaps
+
         with _host(root, from_) as fs:
-            _watch(lambda: scan_segments(fs), segments_changes, report.segments_to_json,
+            held = HeldMaps()
+            _watch(lambda: scan_segments(fs, held), segments_changes, report.segments_to_json,
                    lambda r, ch, con: report.segments_renderables(r, con, ch), watch, as_json)
         return
     with _host(root, from_) as fs:

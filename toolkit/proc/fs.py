@@ -148,16 +148,26 @@ class ProcFS:
             raise self._translate(err, rel) from err
 
     @staticmethod
-    def reread(fd) -> bytes:
-        """The whole file again from a kept descriptor: a /proc file is generated anew at offset 0. Raw
-        OSError (ESRCH once the process has exited) for the caller, who knows what the descriptor was."""
+    def reread(fd, whole: bool = False) -> bytes:
+        """The file again from a kept descriptor: a /proc file is generated anew at offset 0. One read,
+        enough for a one-record file (smaps_rollup); whole=True reads on to the end (maps). Raw OSError
+        (ESRCH once the process has exited) for the caller, who knows what the descriptor was."""
         try:
-            return os.pread(fd, 65536, 0)
+            data = os.pread(fd, 65536, 0)
         except OSError as err:
             if err.errno != errno.ESPIPE:
                 raise
-        os.lseek(fd, 0, os.SEEK_SET)  # a file without pread
-        return os.read(fd, 65536)
+            os.lseek(fd, 0, os.SEEK_SET)  # a file without pread
+            data = os.read(fd, 65536)
+            return data + b"".join(iter(lambda: os.read(fd, 65536), b"")) if whole else data
+        if not whole or not data:
+            return data
+        chunks, at = [data], len(data)
+        while data:
+            data = os.pread(fd, 65536, at)
+            chunks.append(data)
+            at += len(data)
+        return b"".join(chunks)
 
     def read_at(self, rel: tuple, runs) -> list:
         """Read several (offset, length) runs from one binary file with one open. A recorded host keeps
@@ -236,19 +246,28 @@ class ProcFS:
                         for d in json.loads(self.read_text(pid, "fd.json")) if d["target"].startswith(prefix)]
             except (ShmkitError, ValueError):
                 return []
-        out = []
         folder = self.path(pid, "fd")
         try:
             names = os.listdir(folder)
         except OSError:
-            return out
+            return []
+        return self._links(names, prefix, folder + "/", None)
+
+    @staticmethod
+    def fd_links_at(folder_fd: int, prefix: str = "") -> list:
+        """fd_links through a kept descriptor of /proc/PID/fd (see open_fd): no path to walk for the folder
+        or each link. Raw OSError (ENOENT once the process is gone) for the caller, who keeps it."""
+        return ProcFS._links(os.listdir(folder_fd), prefix, "", folder_fd)
+
+    @staticmethod
+    def _links(names, prefix, folder, folder_fd) -> list:
+        out = []
         for n in names:
-            where = folder + "/" + n
             try:
-                target = os.readlink(where)
+                target = os.readlink(folder + n, dir_fd=folder_fd)
                 if not target.startswith(prefix):
                     continue
-                st = os.stat(where)
+                st = os.stat(folder + n, dir_fd=folder_fd)
             except OSError:
                 continue  # closed meanwhile
             out.append((int(n), target, st))

@@ -1,6 +1,10 @@
 """/proc/PID/maps, /proc/PID/smaps and /proc/PID/smaps_rollup."""
 from __future__ import annotations
 
+import errno
+import os
+import struct
+
 from toolkit.errors import NoSuchProcess
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.records import Mapping, Rollup, SmapsEntry, SmapsTable
@@ -214,3 +218,71 @@ def find_mapping(entries, address: int):
         if m.start <= address < m.end:
             return e
     return None
+
+
+# PROCMAP_QUERY (Linux 6.11): an ioctl on an open /proc/PID/maps that finds the next mapping with the
+# properties asked for, filtered in the kernel, with no text made. Asking for shared mappings only, a
+# process that has none costs one call: a scan of 1000 processes took 5 ms against 25-31 ms for the maps
+# text (bench/watch_cost.py prints both).
+_PROCMAP_QUERY = 0xC0686611  # _IOWR('f', 17, struct procmap_query): 104 bytes
+_QUERY = struct.Struct("=9Q4I2Q")  # size, flags, addr, start, end, vma flags, page size, offset, inode,
+#                                    dev major, dev minor, name size, build id size, name addr, build id addr
+_READ, _WRITE, _EXEC, _SHARED, _COVERING_OR_NEXT = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+class SharedMapsQuery:
+    """The shared mappings (MAP_SHARED, 's' in maps) of a process through a kept maps descriptor, as
+    Mapping records equal to what its maps lines would give."""
+
+    NAME_MAX = 4096 + 16  # PATH_MAX and ' (deleted)'; a longer name fails with ENAMETOOLONG
+
+    def __init__(self):
+        import array
+
+        self._name = array.array("B", bytes(self.NAME_MAX))  # the kernel writes names here
+        self._name_addr = self._name.buffer_info()[0]
+
+    @staticmethod
+    def supported() -> bool:
+        """Whether this kernel answers PROCMAP_QUERY (probed on our own maps, not guessed from a version)."""
+        import fcntl
+
+        try:
+            fd = os.open("/proc/self/maps", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            arg = bytearray(_QUERY.pack(_QUERY.size, _COVERING_OR_NEXT, 0, *([0] * 12)))
+            fcntl.ioctl(fd, _PROCMAP_QUERY, arg)
+            return True
+        except OSError as err:
+            return err.errno == errno.ENOENT
+        finally:
+            os.close(fd)
+
+    def shared(self, fd) -> list:
+        """Raw OSError for the caller: ESRCH once the address space is gone (exit, exec, kernel thread),
+        ENAMETOOLONG for a name past NAME_MAX."""
+        import fcntl
+
+        out, addr = [], 0
+        name = self._name
+        while True:
+            arg = bytearray(_QUERY.pack(_QUERY.size, _SHARED | _COVERING_OR_NEXT, addr, 0, 0, 0, 0, 0, 0, 0, 0,
+                                        self.NAME_MAX, 0, self._name_addr, 0))
+            try:
+                fcntl.ioctl(fd, _PROCMAP_QUERY, arg)
+            except OSError as err:
+                if err.errno == errno.ENOENT:  # no shared mapping at or after addr
+                    return out
+                raise
+            (_, _, _, start, end, flags, _, offset, inode, major, minor, name_size, _, _, _) = _QUERY.unpack(arg)
+            # the size counts the closing NUL; maps writes a newline in a name as \012
+            text = name[:name_size - 1].tobytes().replace(b"\n", b"\\012").decode("utf-8", "surrogateescape") \
+                if name_size else ""
+            perms = ("r" if flags & _READ else "-") + ("w" if flags & _WRITE else "-") + \
+                ("x" if flags & _EXEC else "-") + "s"
+            deleted = text.endswith(" (deleted)")
+            out.append(Mapping(start, end, perms, offset, f"{major:02x}:{minor:02x}", inode,
+                               text[:-len(" (deleted)")] if deleted else text, deleted))
+            addr = end
