@@ -6,7 +6,9 @@ Two machines are made from this one: 150 processes that are all `sleep` (tiny: s
 timed end to end (interpreter start-up included) in interleaved runs; medians and the ratio are printed.
 Bytecode caching is left on for these runs (PYTHONDONTWRITEBYTECODE unset): that is how Python runs
 for a user, and compiling our modules anew on every start is not what is being measured.
-A third machine fills this one with `sleep` to 1000 processes. `footprint --all` runs as JSON and as a table.
+A third machine fills this one with `sleep` to 1000 processes. `footprint --all` runs as JSON and as a table,
+under this interpreter and, where smem's first line names another (Debian's /usr/bin/python3), under that
+one too, from a copy of shmkit and its dependencies: the same interpreter on both sides.
 Targets (issues 5 and 13): footprint at most 0.5x smem's wall time with about 150 processes and 0.2x with
 about 1000; segments under 0.2 s with 500 processes (here measured with 1000).
 Run: python3 bench/system_speed.py [RUNS]
@@ -26,26 +28,46 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV["COLUMNS"] = "80"
 
 
-def timed(cmd):
+def timed(cmd, env=None):
     t0 = time.monotonic()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=ENV)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env or ENV, cwd="/")
     return time.monotonic() - t0
 
 
-def compare(runs, shmkit, smem):
-    """footprint --all as JSON and as a table (to a pipe, 80 columns) against smem, interleaved."""
-    forms = {"footprint --all --json": shmkit + ["footprint", "--all", "--json"],
-             "footprint --all (table)": shmkit + ["footprint", "--all"], "smem": [smem]}
-    for cmd in forms.values():
-        timed(cmd)  # warm-up, discarded
+def compare(runs, shmkit, smem, same=None):
+    """footprint --all as JSON and as a table (to a pipe, 80 columns) against smem, interleaved. `same`:
+    (python, env) of a copy of shmkit for the interpreter smem runs under, where that is another one: the
+    side by side that leaves the choice of interpreter out, with that interpreter's floor (start and import
+    click, which every shmkit command pays)."""
+    forms = {"footprint --all --json": (shmkit + ["footprint", "--all", "--json"], None),
+             "footprint --all (table)": (shmkit + ["footprint", "--all"], None)}
+    if same is not None:
+        python, env = same
+        forms["... --json, smem's python"] = ([python, "-m", "toolkit", "footprint", "--all", "--json"], env)
+        forms["... (table), smem's python"] = ([python, "-m", "toolkit", "footprint", "--all"], env)
+        forms["floor: import click"] = ([python, "-c", "import click"], env)
+    forms["smem"] = ([smem], None)
+    for cmd, env in forms.values():
+        timed(cmd, env)  # warm-up, discarded (and bytecode written)
     times = {k: [] for k in forms}
     for _ in range(runs):
-        for k, cmd in forms.items():
-            times[k].append(timed(cmd))
+        for k, (cmd, env) in forms.items():
+            times[k].append(timed(cmd, env))
     m = {k: statistics.median(v) for k, v in times.items()}
     for k, v in times.items():
-        ratio = f"   ratio to smem {m[k] / m['smem']:.2f}  (target {TARGET(count())})" if k != "smem" else ""
-        print(f"  {k:<24} median {m[k]:.3f} s (min {min(v):.3f}, max {max(v):.3f}){ratio}")
+        ratio = f"  ratio to smem {m[k] / m['smem']:.2f}" + ("" if k.startswith("floor") else f" (target {TARGET(count())})") \
+            if k != "smem" else ""
+        print(f"  {k:<28} median {m[k]:.3f} s (min {min(v):.3f}, max {max(v):.3f}){ratio}")
+
+
+def smem_python(smem):
+    """The interpreter smem's first line names (Debian's: /usr/bin/python3), if not ours."""
+    with open(smem, "rb") as f:
+        line = f.readline()
+    python = line[2:].split()[0].decode() if line.startswith(b"#!") and line[2:].split() else None
+    if not python or not os.access(python, os.X_OK) or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return None
+    return python
 
 
 def TARGET(n):
@@ -56,20 +78,29 @@ def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     smem = shutil.which("smem")
     shmkit = [sys.executable, "-m", "toolkit"]
+    same, runtime = None, None
+    if smem and smem_python(smem):
+        from toolkit.measure.runas import make_runtime
+
+        runtime = make_runtime()  # shmkit and its dependencies copied beside smem's interpreter
+        if os.path.realpath(runtime.python) == os.path.realpath(smem_python(smem)):
+            same = (runtime.python, {**{k: v for k, v in runtime.env.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                                     "COLUMNS": "80"})
+            print(f"shmkit runs under {sys.executable} and, as smem does, under {runtime.python}")
     with busy.sleepers() as sleepers:
         fill(150, sleepers)
         if smem:
             print(f"{count()} processes (filled with sleep), {runs} interleaved runs each:")
-            compare(runs, shmkit, smem)
+            compare(runs, shmkit, smem, same)
             idle = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
             for _ in range(150):
                 sleepers.append(subprocess.Popen([idle, "-c", "import time; time.sleep(600)"]))
             time.sleep(2)  # let them finish starting
             print(f"{count()} processes (150 more: idle Python interpreters):")
-            compare(runs, shmkit, smem)
+            compare(runs, shmkit, smem, same)
             fill(1000, sleepers)
             print(f"{count()} processes (filled with sleep):")
-            compare(runs, shmkit, smem)
+            compare(runs, shmkit, smem, same)
         else:
             print("smem is not installed: apt-get install smem")
         fill(500, sleepers)
@@ -77,6 +108,8 @@ def main():
         s = [timed(shmkit + ["segments", "--json"]) for _ in range(runs)]
         print(f"{count()} processes: shmkit segments --json: median {statistics.median(s):.3f} s "
               f"(min {min(s):.3f}, max {max(s):.3f})  (target < 0.2 s)")
+    if runtime is not None:
+        runtime.close()
 
 
 if __name__ == "__main__":

@@ -55,12 +55,15 @@ def _fill(text: str, width: int, indent: str, more: str) -> str:
     if len(indent) + len(text) <= width:
         return indent + text
     lines, line = [], indent
+    started = bool(indent.strip())  # a word is on the line (not only the indent): kept, not recomputed per word
     for word in text.split(" "):
-        if line.strip() and len(line) + 1 + len(word) > width:
+        if started and len(line) + 1 + len(word) > width:
             lines.append(line)
             line = more + word
+            started = bool(more.strip() or word.strip())
         else:
-            line = line + (" " if line.strip() else "") + word
+            line = line + " " + word if started else line + word
+            started = started or bool(word.strip())
     lines.append(line)
     return "\n".join(lines)
 
