@@ -150,7 +150,7 @@ class HeldMaps:
     """The maps and descriptor folder of every process kept open across the scans of `segments --watch`.
     Where the kernel answers PROCMAP_QUERY (Linux 6.11), a scan asks it for each process's shared
     mappings only, with no maps text made: at 1000 processes and a 1 s interval that took the watch from
-    7.4% to ~3% of a core (bench/watch_cost.py). Private mappings of a memfd or /dev/shm object (a memfd
+    7.4% to 4.5% of a core (bench/watch_cost.py). Private mappings of a memfd or /dev/shm object (a memfd
     binary's code, a copy-on-write view) and the namespaces are taken from a whole read of maps, made
     when a process is first seen, when it execs, and again every FULL_EVERY scans, staggered over the
     processes: a private mapping, or a move to another namespace without an exec, shows up to FULL_EVERY
