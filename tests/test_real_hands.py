@@ -164,6 +164,9 @@ def test_no_arguments_prints_the_help():
     (["footprint", "--by", "cgroup", "--watch", "1"], "--watch shows"),
     (["footprint", "--by", "library", "--watch", "1"], "--watch shows"),
     (["segments", "--watch", "1", "--from", "x.tar.gz"], "snapshot (--from) never changes"),
+    (["footprint", "--by", "user", "--sort", "pid"], "--sort pid does not apply to --by user"),
+    (["footprint", "--by", "cgroup", "--sort", "rss"], "--sort rss does not apply to --by cgroup"),
+    (["footprint", "--by", "library", "--sort", "pss"], "--sort pss does not apply"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):
     t0 = time.monotonic()

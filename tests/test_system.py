@@ -305,3 +305,23 @@ def test_watch_keeps_maps_open_and_follows_each_process_exactly(objects, query):
             p.kill()
             p.wait()
     assert held.entries == {}
+
+
+def test_sort_orders_the_rows_of_every_view_that_takes_it_in_the_table_and_in_json():
+    """--sort was once read by the process view only and silently ignored by the others."""
+    from toolkit.report.system import footprint_to_json, footprint_view
+
+    with PeerGroup(2) as peers:
+        peers[0].call("attach", region="a", handle={"mechanism": "anon", "size": 8 << 20})
+        peers[0].call("touch", region="a", write=True)  # 8 MiB more RSS than the other peer
+        pids = [str(p.pid) for p in peers]
+        for key, order in (("pid", sorted(p.pid for p in peers)), ("rss", [peers[0].pid, peers[1].pid])):
+            doc = json.loads(run_shmkit("footprint", *reversed(pids), "--sort", key, "--json").stdout)
+            assert [p["pid"] for p in doc["processes"]] == order, key
+        r = scan_footprint(by="kind")
+    for by, keys in (("user", ("pss", "rss", "uss", "swap")), ("kind", ("pss", "rss", "uss"))):
+        for key in keys:
+            rows = footprint_view(r, by, key).rows
+            values = [v[f"{key}_bytes"] for _, v in rows]
+            assert values == sorted(values, reverse=True) and len(rows) >= 1
+            assert list(footprint_to_json(r, by, key)[f"by_{by}"]) == [name for name, _ in rows]  # as the table

@@ -128,8 +128,9 @@ def segments(as_json, watch, root, from_):
 @click.option("--by", type=click.Choice(["process", "user", "kind", "library", "cgroup", "object"]), default="process",
               show_default=True, help="One row per process, user, kind of memory (System V, POSIX, library text, ...), "
               "library, cgroup (used against charged), or shared object (who maps it, who pays).")
-@click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default="pss", show_default=True,
-              help="Order of the process rows (largest first for sizes).")
+@click.option("--sort", type=click.Choice(["pss", "rss", "uss", "swap", "pid", "command"]), default=None,
+              help="Order of the rows, largest first for sizes (default: pss); --by user takes the sizes, --by kind "
+              "pss, rss or uss. With --json, the order of the lists (pid order without --sort).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("--no-pfns", is_flag=True, help="With --by cgroup or object: leave out physical pages and the cgroups "
               "charged for them (a pagemap read per shared mapping, as root): faster on large machines.")
@@ -154,6 +155,11 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
         if by not in ("process", "user", "kind"):
             raise click.UsageError(f"--watch shows --by process, user or kind, not {by}")
         _live_for_watch(from_)
+    if sort is not None and sort not in report.SORTS.get(by, ()):
+        can = report.SORTS.get(by)
+        raise click.UsageError(f"--sort {sort} does not apply to --by {by}"
+                               + (f" (it takes {', '.join(can)})" if can else " (its order is fixed)"))
+    json_sort, sort = sort, sort or "pss"
     if by in ("cgroup", "object"):
         from toolkit.measure.ledger import scan_ledger
         from toolkit.report import ledger
@@ -175,13 +181,13 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
         with _host(root, from_) as fs:
             held = HeldRollups()
             _watch(lambda: scan_footprint(pids, user, match, by, fs=fs, held=held), footprint_changes,
-                   lambda r: report.footprint_to_json(r, by),
+                   lambda r: report.footprint_to_json(r, by, json_sort),
                    lambda r, ch, con: report.footprint_renderables(r, by, sort, con, ch), watch, as_json)
         return
     with _host(root, from_) as fs:
         r = scan_footprint(pids, user, match, by, fs=fs)
     if as_json:
-        click.echo(json.dumps(report.footprint_to_json(r, by), indent=2))
+        click.echo(json.dumps(report.footprint_to_json(r, by, json_sort), indent=2))
     else:
         report.render_footprint(r, by, sort, console())
 

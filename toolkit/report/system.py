@@ -145,20 +145,22 @@ def segments_renderables(r, console, changes=None) -> list:
     return out
 
 
-def footprint_to_json(r, by) -> dict:
+def footprint_to_json(r, by, sort=None) -> dict:
+    """sort: the order of the processes (and of by_user / by_kind) as in the table; None keeps pid order."""
+    processes = _sorted_processes(r.processes, sort) if sort else r.processes
     d = {
         "processes": [{"pid": p.pid, "command": p.command, "user": p.user, "rss_bytes": p.rss, "pss_bytes": p.pss,
                        "uss_bytes": p.uss, "swap_bytes": p.swap, "swap_pss_bytes": p.swap_pss,
                        "hugetlb_bytes": p.hugetlb,
-                       **({"by_kind": p.by_kind} if p.by_kind is not None else {})} for p in r.processes],
+                       **({"by_kind": p.by_kind} if p.by_kind is not None else {})} for p in processes],
         "totals": {f"{k}_bytes": v for k, v in r.totals().items()},
         "unreadable": r.unreadable, "denied": r.denied, "vanished": r.vanished, "kernel_threads": r.kernel_threads,
         "zombies": r.zombies, "privileged": r.privileged, "complete": r.complete, "notes": list(r.notes),
     }
     if by == "kind":
-        d["by_kind"] = aggregate_kinds(r)
+        d["by_kind"] = dict(_sorted_groups(aggregate_kinds(r), sort)) if sort else aggregate_kinds(r)
     if by == "user":
-        d["by_user"] = aggregate_users(r)
+        d["by_user"] = dict(_sorted_groups(aggregate_users(r), sort)) if sort else aggregate_users(r)
     if by == "library":
         d["libraries"] = [to_dict(u) for u in r.libraries]
     return d
@@ -188,6 +190,16 @@ def aggregate_users(r) -> dict:
 
 
 SORT_KEYS = ("pss", "rss", "uss", "swap", "pid", "command")
+# what --sort can order in each view: a user row has no pid or command, a kind row no swap
+SORTS = {"process": SORT_KEYS, "user": ("pss", "rss", "uss", "swap"), "kind": ("pss", "rss", "uss")}
+
+
+def _sorted_processes(processes, sort):
+    return sorted(processes, key=lambda p: getattr(p, sort), reverse=sort not in ("pid", "command"))
+
+
+def _sorted_groups(groups: dict, sort) -> list:
+    return sorted(groups.items(), key=lambda kv: -kv[1][f"{sort}_bytes"])
 
 
 def _sum(key):
@@ -242,13 +254,11 @@ LIBRARY_COLUMNS = (
 
 def footprint_view(r, by, sort="pss") -> View:
     if by == "process":
-        rows = sorted(r.processes, key=lambda p: getattr(p, sort), reverse=sort not in ("pid", "command"))
-        return View(f"memory per process ({len(r.processes)})", PROCESS_COLUMNS, rows)
+        return View(f"memory per process ({len(r.processes)})", PROCESS_COLUMNS, _sorted_processes(r.processes, sort))
     if by == "user":
-        rows = sorted(aggregate_users(r).items(), key=lambda kv: -kv[1]["pss_bytes"])
-        return View("memory per user", USER_COLUMNS, rows)
+        return View("memory per user", USER_COLUMNS, _sorted_groups(aggregate_users(r), sort))
     if by == "kind":
-        rows = sorted(aggregate_kinds(r).items(), key=lambda kv: -kv[1]["pss_bytes"])
+        rows = _sorted_groups(aggregate_kinds(r), sort)
         return View(f"memory by kind over {len(r.processes)} processes", KIND_COLUMNS, rows)
     notes = () if r.privileged else ("physical: unavailable, it needs root (PFNs in pagemap)",)
     return View("libraries: RSS counts shared pages in every process, PSS divides them, physical counts them once",
