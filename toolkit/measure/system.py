@@ -209,7 +209,7 @@ class HeldMaps:
             return _process_view(fs, pid)
         try:
             folder_fd = fs.open_fd(pid, "fd")
-        except (AccessDenied, NoSuchProcess, NotFound, ZombieProcess, KernelThread):
+        except (ShmkitError, OSError):
             return _process_view(fs, pid)  # its own words for why
         maps_fd = None
         try:
