@@ -222,8 +222,8 @@ def find_mapping(entries, address: int):
 
 # PROCMAP_QUERY (Linux 6.11): an ioctl on an open /proc/PID/maps that finds the next mapping with the
 # properties asked for, filtered in the kernel, with no text made. Asking for shared mappings only, a
-# process that has none costs one call: a scan of 1000 processes took 5 ms against 25-31 ms for the maps
-# text (bench/watch_cost.py prints both).
+# process that has none costs one call: 1000 processes took 5 ms of CPU against 25-31 ms for a read of
+# their maps text through kept descriptors (bench/watch_cost.py prints a whole scan's floor both ways).
 _PROCMAP_QUERY = 0xC0686611  # _IOWR('f', 17, struct procmap_query): 104 bytes
 _QUERY = struct.Struct("=9Q4I2Q")  # size, flags, addr, start, end, vma flags, page size, offset, inode,
 #                                    dev major, dev minor, name size, build id size, name addr, build id addr
