@@ -424,3 +424,45 @@ def test_stories_fold_at_the_width_on_a_terminal_and_stay_one_line_in_a_pipe():
     piped = io.StringIO()
     render_text(story, piped)  # not a terminal: a line per claim and per piece of evidence, for grep
     assert f"     {evidence[0]}" in piped.getvalue().splitlines()
+
+
+def test_watch_segments_names_who_attached_and_detached_since_the_last_scan():
+    """A segment that was there both times: the pids that began or stopped mapping it are the change (in
+    the JSON record and in the table's change column), not only segments that appeared or went."""
+    from toolkit.measure.watch import segment_change, segments_changes
+    from toolkit.measure.system import scan_segments
+
+    sysv = mechanisms.get("sysv")
+    h = sysv.create_fresh(4096)
+    p = subprocess.Popen([sys.executable, "-m", "toolkit", "segments", "--watch", "0.3", "--json"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def first_change(kind):  # within 30 scans (9 s), never an endless read of the watch's output
+        for _ in range(30):
+            line = p.stdout.readline()
+            assert line, f"segments --watch ended: {p.stderr.read()}"
+            found = json.loads(line)["changes"][kind]
+            if found:
+                return found
+        raise AssertionError(f"no {kind} change in 30 scans")
+
+    try:
+        with PeerGroup(2) as peers:
+            assert any(o["shmid"] == h.shmid for o in json.loads(p.stdout.readline())["sysv"])
+            before = scan_segments()
+            peers.call_all("attach", region="s", handle=h.to_json())
+            attached = first_change("attached")
+            assert attached == {f"sysv {h.shmid}": sorted(q.pid for q in peers)}, attached
+            middle = scan_segments()
+            ch = segments_changes(before, middle)
+            seg = next(o for o in middle.sysv if o.shmid == h.shmid)
+            assert segment_change(seg, ch) == " ".join(f"+{q}" for q in sorted(q.pid for q in peers))
+            assert segment_change(seg, ch, most=1) == f"+{min(q.pid for q in peers)} (+1 more)"
+            peers[1].call("detach", region="s")
+            detached = first_change("detached")
+            assert detached == {f"sysv {h.shmid}": [peers[1].pid]}, detached
+            assert segment_change(seg, segments_changes(middle, scan_segments())) == f"-{peers[1].pid}"
+    finally:
+        p.kill()
+        p.wait()
+        sysv.destroy(h)

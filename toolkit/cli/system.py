@@ -40,7 +40,7 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
         ch = changes(prev, cur)
         if as_json:
             doc = {"time": stamp(), **to_json(cur), "changes": {str(k): v for k, v in ch.items()}
-                   if "new" not in ch else {"new": len(ch["new"]), "gone": ch["gone"]}}
+                   if "new" not in ch else _segment_changes_json(cur, ch)}
             sys.stdout.write(json.dumps(doc) + "\n")
             sys.stdout.flush()
         else:
@@ -69,6 +69,19 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
                 loop(scan, show_live, interval)
     except KeyboardInterrupt:
         pass  # the way to end a watch: a clean stop, status 0
+
+
+def _segment_changes_json(report, ch) -> dict:
+    """segments --watch --json: how many objects are new, which went, and per object ('sysv 32769') the
+    pids that attached or detached since the last scan."""
+    from toolkit.measure.watch import describe, segment_key
+    from toolkit.report.view import escape
+
+    # names escaped as the objects' own "name" fields are: any byte can be in a /dev/shm name
+    names = {segment_key(o): escape(describe(o)) for o in report.sysv + report.posix + report.pinned}
+    return {"new": len(ch["new"]), "gone": [escape(g) for g in ch["gone"]],
+            "attached": {names[k]: pids for k, pids in ch["attached"].items()},
+            "detached": {names[k]: pids for k, pids in ch["detached"].items()}}
 
 
 def _live_for_watch(from_):

@@ -30,17 +30,44 @@ def segment_key(o) -> tuple:
     return (o.kind, o.namespace, o.shmid if o.kind == "sysv" else (o.device, o.inode, o.name))
 
 
+def describe(o) -> str:
+    """'sysv 32769', 'posix NAME': how a change names an object."""
+    return f"{o.kind} {o.shmid if o.kind == 'sysv' else o.name}"
+
+
 def segments_changes(prev, cur) -> dict:
-    """{"new": {key, ...}, "gone": [description, ...]} of System V segments, POSIX objects and pinned rows."""
+    """{"new": {key, ...}, "gone": [description, ...], "attached": {key: [pid, ...]}, "detached": {key:
+    [pid, ...]}} of System V segments, POSIX objects and pinned rows: what appeared, what went, and who
+    started or stopped mapping an object that was there both times."""
     if prev is None:
-        return {"new": set(), "gone": []}
+        return {"new": set(), "gone": [], "attached": {}, "detached": {}}
 
     def objects(r):
         return {segment_key(o): o for o in r.sysv + r.posix + r.pinned}
 
     a, b = objects(prev), objects(cur)
-    gone = [f"{o.kind} {o.shmid if o.kind == 'sysv' else o.name}" for k, o in a.items() if k not in b]
-    return {"new": {k for k in b if k not in a}, "gone": gone}
+    gone = [describe(o) for k, o in a.items() if k not in b]
+    attached, detached = {}, {}
+    for k, o in b.items():
+        if k in a:
+            now, before = {x.pid for x in o.attachers}, {x.pid for x in a[k].attachers}
+            if now - before:
+                attached[k] = sorted(now - before)
+            if before - now:
+                detached[k] = sorted(before - now)
+    return {"new": {k for k in b if k not in a}, "gone": gone, "attached": attached, "detached": detached}
+
+
+def segment_change(o, changes, most: int = 4) -> str:
+    """The change column of one object: NEW, or the pids that attached (+) and detached (-), at most
+    `most` of each and then how many more."""
+    k = segment_key(o)
+    if k in changes["new"]:
+        return "NEW"
+    out = []
+    for sign, pids in (("+", changes["attached"].get(k, ())), ("-", changes["detached"].get(k, ()))):
+        out += [f"{sign}{p}" for p in pids[:most]] + ([f"({sign}{len(pids) - most} more)"] if len(pids) > most else [])
+    return " ".join(out)
 
 
 def loop(scan, show, interval: float, clock=time.monotonic, sleep=time.sleep) -> None:

@@ -111,11 +111,11 @@ def render_segments(r, console) -> None:
 
 def _with_change(columns, changes):
     """The view's columns and, while watching, one saying what changed since the last scan."""
-    from toolkit.measure.watch import segment_key
+    from toolkit.measure.watch import segment_change
 
     if changes is None:
         return columns
-    return columns + (Column("change", lambda o: "NEW" if segment_key(o) in changes["new"] else "", text=True),)
+    return columns + (Column("change", lambda o: segment_change(o, changes), text=True),)
 
 
 def segments_renderables(r, console, changes=None) -> list:
@@ -140,7 +140,7 @@ def segments_renderables(r, console, changes=None) -> list:
         out.append(("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
                         "their owner's last session ends."))
     if changes and changes["gone"]:
-        out.append(("gone since the last scan: " + ", ".join(changes["gone"])))
+        out.append(("gone since the last scan: " + ", ".join(escape(g) for g in changes["gone"])))
     out += list(r.notes)
     return out
 
