@@ -154,7 +154,9 @@ class HeldMaps:
     binary's code, a copy-on-write view) and the namespaces are taken from a whole read of maps, made
     when a process is first seen, when it execs, and again every FULL_EVERY scans, staggered over the
     processes: a private mapping, or a move to another namespace without an exec, shows up to FULL_EVERY
-    scans late. On an older kernel each scan reads the whole maps through the kept descriptor."""
+    scans late (as does the exec of a child first seen between vfork and exec, whose descriptor shows the
+    parent's address space, still alive). On an older kernel each scan reads the whole maps through the
+    kept descriptor."""
 
     FULL_EVERY = 10
 
