@@ -407,6 +407,31 @@ def test_watch_keeps_rollups_open_and_follows_each_process_exactly():
     assert held.entries == {}
 
 
+def test_watch_remembers_kernel_threads_until_they_exit():
+    """A kernel thread has no rollup; --watch keeps a descriptor of its /proc/PID instead of finding it
+    out again every scan, and lets it go (the pid looked at anew) once the thread has exited."""
+    from toolkit.measure.system import HeldRollups, scan_footprint
+    from toolkit.proc.fs import default_fs
+
+    if default_fs().task_state(2) != "kernel thread":
+        pytest.skip("kthreadd (pid 2) is not visible: not in the first pid namespace")
+    held = HeldRollups()
+    try:
+        first = scan_footprint(held=held)
+        assert 2 in held.kernel and 2 not in held.entries and first.kernel_threads >= 1
+        assert scan_footprint(held=held).kernel_threads >= 1 and 2 in held.kernel
+        # a thread that exits: stood in for by a process whose /proc/PID descriptor is kept the same way
+        brief = subprocess.Popen(["sleep", "30"])
+        held.kernel[brief.pid] = os.open(f"/proc/{brief.pid}", os.O_RDONLY | os.O_DIRECTORY)
+        assert held.read(default_fs(), brief.pid) is HeldRollups.KERNEL_THREAD
+        brief.kill()
+        brief.wait()
+        assert held.read(default_fs(), brief.pid) is None and brief.pid not in held.kernel
+    finally:
+        held.close()
+    assert held.kernel == {} and held.entries == {}
+
+
 def test_stories_fold_at_the_width_on_a_terminal_and_stay_one_line_in_a_pipe():
     from toolkit.records import Step, Story
     from toolkit.report.story import render_text

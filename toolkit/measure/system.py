@@ -509,16 +509,30 @@ class HeldRollups:
     rollup that reads back the same bytes is not parsed again: at 1000 processes and a 1 s interval that
     took the watch from 8.1% to ~5% of a core (bench/watch_cost.py); the rest is the kernel's own walk of
     the page tables. A descriptor follows its process, never a later one given the same pid: once the
-    process has exited the read fails with ESRCH and the pid is looked at anew."""
+    process has exited the read fails with ESRCH and the pid is looked at anew. A kernel thread (no
+    rollup to read) is remembered by a descriptor of its /proc/PID, which fails the same way once it has
+    exited: one stat a scan instead of eight system calls to find it is one again."""
+
+    KERNEL_THREAD = "kernel thread"
 
     def __init__(self):
         self.limit = _room_for_descriptors()
         self.entries = {}  # pid -> [fd, last bytes, fields, uid, command]
+        self.kernel = {}  # pid -> descriptor of /proc/PID of a kernel thread
 
     def read(self, fs, pid):
+        """(uid, command, fields, None), KERNEL_THREAD, or None: look at the pid anew."""
         e = self.entries.get(pid)
         if e is None:
-            return None
+            k = self.kernel.get(pid)
+            if k is None:
+                return None
+            try:
+                os.stat("stat", dir_fd=k)  # ESRCH or ENOENT once the thread has exited
+                return self.KERNEL_THREAD
+            except OSError:
+                self.drop(pid)
+                return None
         try:
             data = fs.reread(e[0])
         except OSError:
@@ -539,21 +553,41 @@ class HeldRollups:
             return
         self.entries[pid] = [fd, None, None, uid, cmd]
 
+    def keep_kernel_thread(self, fs, pid):
+        if len(self.entries) + len(self.kernel) >= self.limit:
+            return
+        try:
+            self.kernel[pid] = fs.open_fd(pid)
+        except (ShmkitError, OSError):
+            pass
+
     def drop(self, pid):
         e = self.entries.pop(pid, None)
         if e is not None:
             os.close(e[0])
+        k = self.kernel.pop(pid, None)
+        if k is not None:
+            os.close(k)
 
     def close(self):
-        for pid in list(self.entries):
+        for pid in list(self.entries) + list(self.kernel):
             self.drop(pid)
 
 
 def _one(fs, pid, need_smaps, held=None):
     if held is not None:
         got = held.read(fs, pid)
+        if got is HeldRollups.KERNEL_THREAD:
+            return pid, None, "kernel"
         if got is not None:
             return pid, got, None
+    found = _look(fs, pid, need_smaps, held)
+    if held is not None and found[2] == "kernel":
+        held.keep_kernel_thread(fs, pid)
+    return found
+
+
+def _look(fs, pid, need_smaps, held):
     try:
         uid = fs.uid(pid)
         if need_smaps:
@@ -602,7 +636,7 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
     if need_smaps or fs.recorded:
         held = None
     elif held is not None:
-        for gone in set(held.entries).difference(candidates):
+        for gone in set(held.entries).union(held.kernel).difference(candidates):
             held.drop(gone)
     todo = [p for p in candidates if p != me]
     if held is not None:
