@@ -187,6 +187,39 @@ def test_elf_refuses_a_fifo_without_opening_it(tmp_path):
     assert r.returncode == 1 and "character device" in r.stderr
 
 
+def test_elf_goes_on_past_every_bad_path_and_escapes_what_files_hold(tmp_path):
+    from elfgen import make_elf
+
+    interp = b"/lib\x1b]0;owned\x07\n/ld.so\0"
+    segments = [("LOAD", 0, 0, 0x1800, 0x1800, 5, 0x1000), ("LOAD", 0x1F00, 0x2F00, 0x200, 0x400, 6, 0x1000),
+                ("INTERP", 0x1600, 0x1600, len(interp), len(interp), 4, 1)]
+    blob = bytearray(make_elf(64, True, 62, segments=segments))
+    blob[0x1600:0x1600 + len(interp)] = interp
+    assert blob[0x2201:0x2206] == b".text"
+    blob[0x2201:0x2206] = b"\x1b[2J\n"  # a section name that would clear the screen
+    odd = os.path.join(os.fsencode(tmp_path), b"lib\xff\nodd.so")
+    with open(odd, "wb") as f:
+        f.write(blob)
+    os.symlink(tmp_path / "loop-b", tmp_path / "loop-a")
+    os.symlink(tmp_path / "loop-a", tmp_path / "loop-b")
+    bad = [str(tmp_path / "loop-a"), os.path.join(LIBC, "x"), "/" + "n" * 300]
+    r = subprocess.run([sys.executable, "-m", "toolkit", "elf", *bad, odd, LIBC], capture_output=True,
+                       cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 1
+    assert b"\x1b" not in r.stdout + r.stderr  # nothing the files or names hold reaches the terminal raw
+    lines = err.splitlines()
+    assert len(lines) == 3, err  # one line per bad path, and the batch went on
+    assert "Too many levels of symbolic links" in lines[0] and "Not a directory" in lines[1]
+    assert "too long" in lines[2]
+    assert out.count("Program Headers:") == 2 and LIBC in out
+    assert "lib\\xff\\nodd.so" in out and "Interpreter: /lib\\x1b]0;owned\\x07\\n/ld.so" in out
+    assert re.search(r"   00     \\x1b\[2J\\n\n", out), out
+    docs = json.loads(subprocess.run([sys.executable, "-m", "toolkit", "elf", "--json", odd, LIBC],
+                                     capture_output=True, cwd=REPO, timeout=60).stdout)
+    assert docs[0]["path"].endswith("lib\\xff\\nodd.so") and docs[1]["path"] == LIBC
+
+
 def test_a_truncated_library_says_so_and_claims_nothing_it_cannot_know(tmp_path):
     cut = tmp_path / "libc-cut.so"
     cut.write_bytes(open(LIBC, "rb").read(3000))

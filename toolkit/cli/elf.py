@@ -55,6 +55,9 @@ def elf(paths, pid, aslr, as_json):
     if not paths:
         raise click.UsageError("give one or more ELF files, or --pid PID")
     from toolkit.elf.headers import read_elf
+    from toolkit.report.view import escape, terminal_width
+
+    width = terminal_width()  # once: a look at the terminal per file was a system call each
 
     failed = 0
     docs = []
@@ -63,15 +66,15 @@ def elf(paths, pid, aslr, as_json):
             info = read_elf(path)
         except ShmkitError as err:
             failed += 1
-            click.echo(f"shmkit: {err}", err=True)
+            click.echo(f"shmkit: {escape(str(err))}", err=True)
             continue
         if info.truncated:  # what the headers say is still shown; what depends on the rest is unknown
             failed += 1
-            click.echo(f"shmkit: {path}: truncated: {info.truncated}", err=True)
+            click.echo(f"shmkit: {escape(path)}: truncated: {info.truncated}", err=True)
         if as_json:
             docs.append(report.elf_to_json(info))
         else:
-            report.render_elf(info, out)
+            report.render_elf(info, out, width)
     if as_json and docs:
         click.echo(json.dumps(docs[0] if len(paths) == 1 else docs, indent=2))
     if failed:

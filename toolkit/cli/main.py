@@ -75,11 +75,15 @@ def main(argv=None):
         raise
     except click.UsageError as err:
         # one line, as for every other bad input (click would add the usage and a hint)
+        from toolkit.report.view import escape  # what the user typed can hold any byte
+
         where = f"{err.ctx.command_path}: " if err.ctx is not None else ""
-        click.echo(f"Error: {where}" + " ".join(err.format_message().split()), err=True)
+        click.echo(f"Error: {where}" + escape(" ".join(err.format_message().split())), err=True)
         sys.exit(err.exit_code)
     except click.ClickException as err:
-        click.echo(f"Error: {err.format_message()}", err=True)
+        from toolkit.report.view import escape  # file and object names can hold any byte
+
+        click.echo(f"Error: {escape(err.format_message())}", err=True)
         sys.exit(err.exit_code)
     except (KeyboardInterrupt, click.Abort):
         click.echo("shmkit: interrupted", err=True)

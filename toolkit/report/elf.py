@@ -1,15 +1,16 @@
 """Render ELF views: readelf -lW's columns, the sharing fate of each LOAD, the live join."""
 from __future__ import annotations
 
+from toolkit.report.view import escape
 from toolkit.units import human_bytes
 
 
 def elf_to_json(info) -> dict:
     d = {
-        "path": info.path, "elf_class": info.elf_class, "endianness": info.endianness, "machine": info.machine,
+        "path": escape(info.path), "elf_class": info.elf_class, "endianness": info.endianness, "machine": info.machine,
         "type": info.type, "pie": info.pie, "entry": info.entry, "layout": info.layout,
         "textrel": info.textrel, "relro": info.relro, "bind_now": info.bind_now, "pic": info.pic,
-        "interpreter": info.interpreter,
+        "interpreter": None if info.interpreter is None else escape(info.interpreter),
         "segments": [{
             "type": s.type, "offset": s.offset, "vaddr": s.vaddr, "paddr": s.paddr, "filesz": s.filesz,
             "memsz": s.memsz, "flags": s.flags, "align": s.align, "sharing": s.sharing,
@@ -75,17 +76,22 @@ def render_elf(info, out, width: int | None = None) -> None:
         from toolkit.report.view import terminal_width
 
         width = terminal_width()
-    w = out.write
+    # one write per file: with PYTHONUNBUFFERED (common in containers) each write is a system call, and
+    # 38 of them a file were a fifth of `elf` over 507 libraries (bench/elf_speed.py)
+    parts = []
+    w = parts.append
 
     def para(text, indent, more):
         w(_fill(text, max(40, width - 1), indent, more) + "\n")
 
-    w(f"{info.path}\n")
+    # the path, the interpreter and section names are anyone's bytes: escaped, so that none can fake a
+    # line or send the terminal a control sequence
+    w(f"{escape(info.path)}\n")
     para(f"ELF{info.elf_class}, {info.endianness}-endian, {info.machine}, {info.type_description}"
          f"{', PIE' if info.pie else ''}", "  ", "  ")
     w(f"  Entry point 0x{info.entry:x}; {len(info.segments)} program headers at offset {info.phoff}\n")
     if info.interpreter:
-        w(f"  Interpreter: {info.interpreter}\n")
+        w(f"  Interpreter: {escape(info.interpreter)}\n")
     w("\nProgram Headers:\n")
     narrow = info.elf_class == 64 and width < WIDE
     if narrow:
@@ -99,7 +105,7 @@ def render_elf(info, out, width: int | None = None) -> None:
         w((_fmt_row_narrow(s) if narrow else _fmt_row(s, info.elf_class == 64)) + "\n")
     w("\n Section to Segment mapping:\n  Segment Sections...\n")
     for s in info.segments:
-        para(" ".join(s.sections), f"   {s.index:02d}     ", " " * 10) if s.sections else w(f"   {s.index:02d}     \n")
+        para(escape(" ".join(s.sections)), f"   {s.index:02d}     ", " " * 10) if s.sections else w(f"   {s.index:02d}     \n")
     w("\n")
     para(f"Layout: {info.layout}", "", "  ")
     w("Sharing of each LOAD in a process:\n")
@@ -125,6 +131,7 @@ def render_elf(info, out, width: int | None = None) -> None:
     for n in info.notes:
         para(f"note: {n}", "  ", "    ")
     w("\n")
+    out.write("".join(parts))
 
 
 def join_to_json(info, joined) -> dict:
