@@ -250,7 +250,43 @@ def test_snapshot_replays_as_the_live_run(tmp_path):
     assert r.returncode == 1 and "no such snapshot" in r.stderr
     (tmp_path / "bad.tar.gz").write_bytes(b"not a tar")
     r = run_shmkit("segments", "--from", str(tmp_path / "bad.tar.gz"))
-    assert r.returncode == 1 and "not a readable shmkit snapshot" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "not a tar archive" in r.stderr and "Traceback" not in r.stderr
+
+
+def _tar(path, members):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(data, str):  # a symbolic link to data
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+
+
+def test_odd_snapshot_files_get_one_line_and_nothing_escapes_the_private_folder(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "folder").mkdir()
+    _tar(tmp_path / "json.tgz", [("host/snapshot.json", b"{not json")])
+    _tar(tmp_path / "utf.tgz", [("host/snapshot.json", b"\xff\xfe\x00")])
+    _tar(tmp_path / "list.tgz", [("host/snapshot.json", b"[1, 2]")])
+    outside = tmp_path / "written-by-the-archive"
+    _tar(tmp_path / "escape.tgz", [("host/snapshot.json", b'{"format": "shmkit-snapshot 1"}'),
+                                   ("host/../../" + str(outside).lstrip("/"), b"x"),
+                                   (str(outside) + "-absolute", b"x"),
+                                   ("host/proc/link", "/etc/passwd")])
+    cases = {"fifo": "not a regular file", "folder": "not a regular file", "json.tgz": "snapshot.json is not JSON",
+             "utf.tgz": "snapshot.json is not JSON", "list.tgz": "another format", "escape.tgz": ""}
+    for name, needle in cases.items():
+        r = run_shmkit("footprint", "--from", str(tmp_path / name), timeout=30)  # a FIFO must not block
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and needle in r.stderr, (name, r.stderr)
+    assert not os.path.exists(outside) and not os.path.exists(str(outside) + "-absolute")
+    r = run_shmkit("segments", "--root", str(tmp_path / "folder"))
+    assert r.returncode == 1 and r.stderr.strip().endswith("not a recorded host (it has no proc/self/status)")
 
 
 def test_the_same_library_from_two_files_is_grouped_with_the_sharing_it_loses(tmp_path):

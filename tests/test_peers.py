@@ -159,3 +159,30 @@ def test_janitor_spares_objects_it_was_not_told_about():
     finally:
         for h in mine:
             mechanisms.get(h.mechanism).destroy(h)
+
+
+def test_a_group_that_cannot_fit_is_refused_before_it_starts():
+    from conftest import run_shmkit
+
+    from toolkit.errors import LimitExceeded
+    from toolkit.measure.peer import Peer, check_room_for_peers
+    from toolkit.proc.maps import read_rollup
+    from toolkit.proc.system import read_meminfo
+
+    t0 = time.monotonic()
+    r = run_shmkit("compare", "--peers", "99999999", "--size", "4K", timeout=60)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "99999999 peers do not fit" in r.stderr and time.monotonic() - t0 < 30
+    with Peer() as peer:
+        peer.call("info")
+        caps = [int(open(f"/proc/sys/kernel/{n}").read()) for n in ("pid_max", "threads-max")]
+        tasks = sum(1 for n in os.listdir("/proc") if n.isdigit())
+        room = min(caps) - tasks - 200  # processes that would still be allowed
+        r = read_rollup(peer.pid, fields=("Private_Clean", "Private_Dirty"))
+        own = r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
+        if own * room <= read_meminfo()["MemAvailable"]:
+            pytest.skip(f"this machine's memory holds {room} peers: the memory check cannot be reached "
+                        "below the pid limits")
+        with pytest.raises(LimitExceeded, match=r"peers do not fit in memory: each takes about \d+ bytes"):
+            check_room_for_peers(room, peer.pid)
+        check_room_for_peers(20, peer.pid)  # a small group fits: no error

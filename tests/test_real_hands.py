@@ -167,6 +167,8 @@ def test_no_arguments_prints_the_help():
     (["footprint", "--by", "user", "--sort", "pid"], "--sort pid does not apply to --by user"),
     (["footprint", "--by", "cgroup", "--sort", "rss"], "--sort rss does not apply to --by cgroup"),
     (["footprint", "--by", "library", "--sort", "pss"], "--sort pss does not apply"),
+    (["compare", "--size", "0"], "must be positive"), (["elf", "--pid", "-5"], "x>=1"),
+    (["footprint", "0"], "x>=1"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):
     t0 = time.monotonic()

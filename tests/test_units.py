@@ -30,3 +30,10 @@ def test_human_bytes():
     assert human_bytes(64 << 20) == "64.0 MiB"
     assert human_bytes(512) == "512 B"
     assert human_bytes(None) == "-"
+
+
+def test_sizes_are_exact_however_large():
+    assert parse_size("99999999999999999999999G") == 99999999999999999999999 << 30  # a float would drift
+    assert parse_size("1.25K") == 1280 and parse_size("2.5T") == 5 << 39
+    with pytest.raises(BadInput, match="not a whole number of bytes"):
+        parse_size("0.3")

@@ -14,10 +14,12 @@ def parse_size(text) -> int:
     m = _SIZE_RE.match(str(text))
     if not m:
         raise BadInput(f"cannot read size {text!r}: use plain bytes or a K, M, G suffix (e.g. 64M)")
-    value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
-    if value != int(value):
+    # whole numbers only, so that a large size is exact (a float drifts past 2**53 bytes)
+    whole, _, frac = m.group(1).partition(".")
+    num, den = int(whole + frac) * _SUFFIX[m.group(2).upper()], 10 ** len(frac)
+    if num % den:
         raise BadInput(f"size {text!r} is not a whole number of bytes")
-    return int(value)
+    return num // den
 
 
 def human_bytes(n) -> str:

@@ -15,9 +15,12 @@ class SizeType(click.ParamType):
         from toolkit.units import parse_size
 
         try:
-            return parse_size(value)
+            size = parse_size(value)
         except ShmkitError as err:
             self.fail(str(err), param, ctx)
+        if size <= 0:
+            self.fail(f"must be positive (got {value!r})", param, ctx)
+        return size
 
 
 SIZE = SizeType()

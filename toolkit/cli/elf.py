@@ -8,7 +8,7 @@ from toolkit.cli.common import at_least, library_errors
 
 @click.command()
 @click.argument("paths", nargs=-1)
-@click.option("--pid", type=int, default=None, help="Join a running process's mappings to its objects' PT_LOADs (PATHS then narrows to those libraries).")
+@click.option("--pid", type=click.IntRange(min=1), default=None, help="Join a running process's mappings to its objects' PT_LOADs (PATHS then narrows to those libraries).")
 @click.option("--aslr", "aslr", type=int, callback=at_least(2, "addresses are compared between processes"), default=None, metavar="N", help="Load the library in N peers (at least 2): load addresses differ, distances do not.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: one object per file (an array for several).")
 @library_errors

@@ -100,8 +100,15 @@ def _host(root, from_):
 
         with opened(from_) as fs:
             yield fs
+    elif root:
+        from toolkit.errors import BadInput
+
+        fs = ProcFS.at_host(root)
+        if not os.path.isfile(fs.path("self", "status")):  # every view starts by asking who we are
+            raise BadInput(f"{root}: not a recorded host (it has no proc/self/status)")
+        yield fs
     else:
-        yield ProcFS.at_host(root) if root else default_fs()
+        yield default_fs()
 
 
 @click.command()
@@ -134,7 +141,7 @@ def segments(as_json, watch, root, from_):
 
 
 @click.command()
-@click.argument("pids", nargs=-1, type=int)
+@click.argument("pids", nargs=-1, type=click.IntRange(min=1))
 @click.option("--all", "all_", is_flag=True, help="Every process (the default when no PID is given).")
 @click.option("--user", default=None, help="Only processes of this user (name or uid).")
 @click.option("--match", default=None, metavar="PATTERN", help="Only processes whose command line matches this regular expression.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -181,6 +182,44 @@ def describe_exit(rc) -> str:
     return f"exit status {rc}"
 
 
+ROOM_CHECK_FROM = 16  # a few peers always fit; a large count is checked before the machine runs out
+PEER_KERNEL_BYTES = 64 << 10  # page tables, kernel stack and pipes of one more process, roughly
+
+
+def check_room_for_peers(n: int, first_pid: int, fs=None) -> None:
+    """Refuse a group that cannot fit, before it is started: its memory (each peer's own pages, measured on
+    the first one) against MemAvailable, and its processes against the kernel's pid and task limits and
+    RLIMIT_NPROC. Thousands of interpreters would otherwise push the machine into the OOM killer."""
+    from toolkit.errors import LimitExceeded
+    from toolkit.proc.fs import default_fs
+    from toolkit.proc.maps import read_rollup
+    from toolkit.proc.system import read_meminfo
+    from toolkit.units import size_words
+
+    fs = fs or default_fs()
+    caps = []
+    for name in ("pid_max", "threads-max"):
+        try:
+            caps.append((int(fs.read_text("sys", "kernel", name).split()[0]), f"kernel.{name.replace('-', '_')}"))
+        except (ShmkitError, ValueError, IndexError):
+            pass
+    soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if soft != resource.RLIM_INFINITY and os.geteuid() != 0:
+        caps.append((soft, "RLIMIT_NPROC"))
+    tasks = sum(1 for name in os.listdir(fs.path()) if name.isdigit())
+    for cap, what in caps:
+        if tasks + n > cap:
+            raise LimitExceeded(f"{n} peers do not fit: {tasks} processes run and {what} is {cap}")
+    rollup = read_rollup(first_pid, fs, ("Private_Clean", "Private_Dirty"))
+    own = rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0) + PEER_KERNEL_BYTES
+    available = read_meminfo(fs).get("MemAvailable")
+    if available is not None and own * (n - 1) > available:
+        raise LimitExceeded(
+            f"{n} peers do not fit in memory: each takes about {size_words(own)} of its own (measured on the "
+            f"first), {n - 1} more need {size_words(own * (n - 1))}, and {size_words(available)} is available "
+            f"(MemAvailable)")
+
+
 class PeerGroup:
     """N peers, always reaped: use as a context manager."""
 
@@ -189,6 +228,9 @@ class PeerGroup:
         try:
             for i in range(n):
                 self.peers.append(Peer(env))
+                if i == 0 and n > ROOM_CHECK_FROM:
+                    self.peers[0].call("info")  # up and answering: what it holds is what each will hold
+                    check_room_for_peers(n, self.peers[0].pid)
                 if progress is not None and n > 20:
                     progress("starting peers", i + 1, n)
         except BaseException:

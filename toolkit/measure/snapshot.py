@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import stat
 import tarfile
 import tempfile
 import time
@@ -218,22 +219,55 @@ def _shared_ranges(fs):
                 yield pid, e.mapping.start, e.mapping.end
 
 
+def _inside(name: str) -> bool:
+    """A member path that stays inside host/ once normalised."""
+    norm = os.path.normpath(name)
+    return norm == "host" or norm.startswith("host/")
+
+
+def _safe_members(members):
+    """Only what a snapshot holds: folders, files, and links that point inside host/. A crafted archive
+    cannot write outside the private folder, even on a Python without tarfile's data filter."""
+    for m in members:
+        if not _inside(m.name) or not (m.isfile() or m.isdir() or m.issym()):
+            continue
+        if m.issym() and (m.linkname.startswith("/")
+                          or not _inside(os.path.join(os.path.dirname(m.name), m.linkname))):
+            continue
+        yield m
+
+
 @contextlib.contextmanager
 def opened(path: str):
     """The snapshot unpacked into a private folder, as a ProcFS to read it through."""
-    if not os.path.isfile(path):
-        raise NotFound(f"{path}: no such snapshot file")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as err:
+        raise NotFound(f"{path}: no such snapshot file") from err
+    except OSError as err:
+        raise BadInput(f"{path}: {err.strerror or err}") from err
+    if not stat.S_ISREG(mode):  # a FIFO would block the read, a folder is not an archive
+        raise BadInput(f"{path}: not a regular file, so not a snapshot")
     with tempfile.TemporaryDirectory(prefix="shmkit-snapshot-") as tmp:
         try:
             with tarfile.open(path) as tar:
-                members = [m for m in tar.getmembers() if m.name.startswith("host/")]
-                if not any(m.name == "host/snapshot.json" for m in members):
+                members = list(_safe_members(tar.getmembers()))
+                if not any(m.name == "host/snapshot.json" and m.isfile() for m in members):
                     raise BadInput(f"{path}: not a shmkit snapshot (no snapshot.json)")
                 tar.extractall(tmp, members=members, filter="data" if hasattr(tarfile, "data_filter") else None)
+        except tarfile.ReadError as err:
+            raise BadInput(f"{path}: not a shmkit snapshot (not a tar archive, plain or compressed)") from err
         except (tarfile.TarError, EOFError, OSError) as err:
-            raise BadInput(f"{path}: not a readable shmkit snapshot ({err})") from err
+            raise BadInput(f"{path}: not a readable shmkit snapshot ({(str(err).splitlines() or [type(err).__name__])[0]})") from err
         root = os.path.join(tmp, "host")
-        with open(os.path.join(root, "snapshot.json")) as f:
-            if json.load(f).get("format") != FORMAT:
-                raise BadInput(f"{path}: a snapshot of another format")
-        yield ProcFS.at_host(root)
+        try:
+            with open(os.path.join(root, "snapshot.json"), "rb") as f:
+                meta = json.load(f)
+        except ValueError as err:  # not JSON, or not UTF-8
+            raise BadInput(f"{path}: not a shmkit snapshot (snapshot.json is not JSON)") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise BadInput(f"{path}: a snapshot of another format")
+        fs = ProcFS.at_host(root)
+        if not os.path.isfile(fs.path("self", "status")):  # every view starts by asking who we are
+            raise BadInput(f"{path}: an incomplete snapshot (it has no proc/self/status)")
+        yield fs
