@@ -222,6 +222,50 @@ def test_elf_goes_on_past_every_bad_path_and_escapes_what_files_hold(tmp_path):
     assert docs[0]["path"].endswith("lib\\xff\\nodd.so") and docs[1]["path"] == LIBC
 
 
+def test_output_files_are_replaced_whole_and_devices_fifos_and_links_stay_what_they_are(tmp_path):
+    import stat
+    import threading
+
+    from toolkit.outfile import replacing
+
+    kept = tmp_path / "kept.prom"
+    kept.write_text("old\n")
+    os.chmod(kept, 0o640)
+    with pytest.raises(RuntimeError):
+        with replacing(str(kept)) as f:
+            f.write(b"half of a new")
+            raise RuntimeError("the writer failed")
+    assert kept.read_text() == "old\n" and os.listdir(tmp_path) == ["kept.prom"]  # no .part left
+    r = run_shmkit("export", "--prometheus", str(kept))
+    assert r.returncode == 0 and "shmkit_segments_complete" in kept.read_text()
+    assert stat.S_IMODE(os.stat(kept).st_mode) == 0o640  # the file's own mode survives
+    link = tmp_path / "latest.prom"
+    link.symlink_to(kept)
+    assert run_shmkit("export", "--prometheus", str(link)).returncode == 0
+    assert link.is_symlink() and "shmkit_segments_complete" in kept.read_text()
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    r = run_shmkit("export", "--prometheus", str(fifo), timeout=60)
+    reader.join(30)
+    assert r.returncode == 0 and b"shmkit_segments_complete" in got[0] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+    if os.geteuid() != 0:
+        pytest.skip("making a device node (a copy of /dev/full) needs root")
+    full = tmp_path / "full"
+    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    for args in (["export", "--prometheus", str(full)], ["snapshot", str(full)]):
+        r = run_shmkit(*args)
+        assert r.returncode == 1 and r.stderr.strip() == f"Error: cannot write {full}: No space left on device"
+        assert stat.S_ISCHR(os.stat(full).st_mode)  # a rename would have put a plain file in its place
+    snap = subprocess.run([sys.executable, "-m", "toolkit", "snapshot", "/dev/stdout"], capture_output=True,
+                          cwd=REPO, timeout=120)
+    assert snap.returncode == 0 and snap.stdout[:2] == b"\x1f\x8b" and b"processes" in snap.stderr
+
+
 def test_a_truncated_library_says_so_and_claims_nothing_it_cannot_know(tmp_path):
     cut = tmp_path / "libc-cut.so"
     cut.write_bytes(open(LIBC, "rb").read(3000))

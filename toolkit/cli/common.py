@@ -149,23 +149,14 @@ def command_line() -> str:
 
 
 def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
-    """Write beside the target, then rename: a reader (a collector, a browser) never sees half a file.
-    Errors name the file the user gave, never the temporary one."""
-    import os
-    import tempfile
+    """Write a whole report to the file the user named (outfile.replacing); errors name that file."""
+    from toolkit.outfile import replacing
 
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".shmkit-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        with replacing(path, mode) as f:
+            f.write(text.encode("utf-8"))
     except OSError as err:
         raise click.ClickException(f"cannot write {path}: {err.strerror or err}") from err
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _html_path(ctx, param, value):

@@ -230,6 +230,16 @@ def export(prom, file, root, from_):
     write_atomically(file, text)  # the collector never reads a half-written file
 
 
+def _is_stdout(path) -> bool:
+    """The file is where stdout goes (/dev/stdout, or the file it is redirected to): the summary line
+    must not land in the archive."""
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @library_errors
@@ -241,6 +251,12 @@ def snapshot(file):
     if not os.path.isdir(os.path.dirname(os.path.abspath(file))):
         raise click.BadParameter(f"{file!r}: its folder does not exist", param_hint="FILE")
     with ProgressReporter() as progress:
-        summary = take_snapshot(file, progress=progress)
-    click.echo(f"{summary['file']}: {summary['processes']} processes, {summary['bytes']} bytes")
+        try:
+            summary = take_snapshot(file, progress=progress)
+        except OSError as err:
+            raise click.ClickException(f"cannot write {file}: {err.strerror or err}") from err
+    from toolkit.report.view import escape
+
+    size = "" if summary["bytes"] is None else f", {summary['bytes']} bytes"
+    click.echo(f"{escape(summary['file'])}: {summary['processes']} processes{size}", err=_is_stdout(file))
 

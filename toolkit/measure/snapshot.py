@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import time
 
+from toolkit.outfile import replacing
 from toolkit.errors import AccessDenied, BadInput, NoSuchProcess, NotFound, ShmkitError
 from toolkit.proc.fs import RECORDED_STAT, ProcFS, default_fs
 
@@ -77,10 +78,10 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
     stat_meta = {"statvfs": {}}
     pids = list_pids(fs)
     h = memory_hierarchy(fs)
-    tmp = path + ".part"
     captured, cgroups = 0, set()
-    try:
-        with tarfile.open(tmp, mode) as raw:
+    # 0600 for a new file: it holds every process's command line and address space layout
+    with replacing(path, 0o600) as out:
+        with tarfile.open(fileobj=out, mode=mode) as raw:
             t = _Tar(raw)
             t.add("snapshot.json", json.dumps({"format": FORMAT, "time": time.time(), "kernel": os.uname().release,
                                                "machine": os.uname().machine, "page_size": fs.page_size,
@@ -149,11 +150,11 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
                 progress("capturing physical pages", None, None)
                 _pfn_runs(t, fs)
             t.add(RECORDED_STAT, json.dumps(stat_meta, indent=0, sort_keys=True).encode())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return {"processes": captured, "file": path, "bytes": os.path.getsize(path)}
+        try:
+            size = out.tell()
+        except OSError:  # a pipe
+            size = None
+    return {"processes": captured, "file": path, "bytes": size}
 
 
 def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:
