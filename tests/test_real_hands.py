@@ -169,6 +169,8 @@ def test_no_arguments_prints_the_help():
     (["footprint", "--by", "library", "--sort", "pss"], "--sort pss does not apply"),
     (["compare", "--size", "0"], "must be positive"), (["elf", "--pid", "-5"], "x>=1"),
     (["footprint", "0"], "x>=1"),
+    (["footprint", "--watch", "nan"], "from 0.1 to 86400"), (["segments", "--watch", "inf"], "from 0.1 to 86400"),
+    (["footprint", "--watch", "0.001"], "from 0.1 to 86400"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):
     t0 = time.monotonic()

@@ -16,7 +16,18 @@ def ROOT(fn):
                         help="Read a recorded host under DIR (its proc/, etc/, run/, dev/shm) instead of this machine.")(fn)
 
 
+WATCH_RANGE_S = (0.1, 86400.0)  # faster is a busy loop of scans; slower than a day is not watching
+
+
+def _interval(ctx, param, value):
+    lo, hi = WATCH_RANGE_S
+    if value is not None and not lo <= value <= hi:  # also refuses nan and inf
+        raise click.BadParameter(f"SECONDS must be from {lo:g} to {hi:g} (got {value:g})", ctx, param)
+    return value
+
+
 WATCH = click.option("--watch", "watch", type=float, is_flag=False, flag_value=1.0, default=None, metavar="[SECONDS]",
+                     callback=_interval,
                      help="Scan again every SECONDS (1 by default) and show what changed; Ctrl-C ends it. On a "
                           "terminal the table is redrawn in place; otherwise one JSON object (--json) or one "
                           "timestamped table per scan.")
@@ -29,8 +40,6 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
 
     from toolkit.measure.watch import loop
 
-    if interval <= 0:
-        raise click.BadParameter("must be more than 0 seconds", param_hint="--watch")
     con = console()
 
     def stamp():
