@@ -268,6 +268,21 @@ def test_output_files_are_replaced_whole_and_devices_fifos_and_links_stay_what_t
     assert snap.returncode == 0 and snap.stdout[:2] == b"\x1f\x8b" and b"processes" in snap.stderr
 
 
+def test_a_locale_that_is_not_utf8_gets_ascii_not_a_traceback():
+    sleeper = subprocess.Popen(["bash", "-c", 'exec -a "café-µ" sleep 60'])
+    try:
+        time.sleep(0.3)
+        env = {**os.environ, "PYTHONIOENCODING": "ascii", "COLUMNS": "120"}
+        r = run_shmkit("footprint", str(sleeper.pid), env=env)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "caf\\xe9-u" in r.stdout and "-" * 40 in r.stdout  # the name escaped, the rule in ASCII
+        r = run_shmkit("segments", env=env)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_a_truncated_library_says_so_and_claims_nothing_it_cannot_know(tmp_path):
     cut = tmp_path / "libc-cut.so"
     cut.write_bytes(open(LIBC, "rb").read(3000))

@@ -55,9 +55,31 @@ def cli():
     """See and measure shared memory: System V, POSIX, and a shared library's pages."""
 
 
+# what the tables and prose use beyond ASCII, one column each, for a stream that cannot encode them
+_PLAIN = {"\u2500": "-", "\u2014": "-", "\u2013": "-", "\u2022": "*", "\u00b5": "u"}
+
+
+def _plain(err):
+    text = err.object[err.start:err.end]
+    return "".join(_PLAIN.get(ch) or ch.encode("ascii", "backslashreplace").decode() for ch in text), err.end
+
+
+def _encodable_output():
+    """A locale that is not UTF-8 (latin-1, or PYTHONIOENCODING=ascii) made the first rule or 'µs' a
+    UnicodeEncodeError; there, those become their ASCII look-alikes and anything else a \\u escape."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
+        if encoding not in ("utf8", "utf8sig") and hasattr(stream, "reconfigure"):
+            codecs.register_error("shmkit-plain", _plain)
+            stream.reconfigure(errors="shmkit-plain")
+
+
 def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+    _encodable_output()
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         if not args:  # a newcomer's first command: the normal help, not an error
