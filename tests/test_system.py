@@ -1,6 +1,7 @@
 """`segments`, `footprint`, `export`: live processes, oracles (psutil, smem), unprivileged runs."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -194,6 +195,11 @@ def test_export_prometheus_atomic(tmp_path, objects):
     assert values["shmkit_pss_complete"] in (0, 1)
     assert any(k.startswith("shmkit_pss_bytes") for k in values) == (values["shmkit_pss_complete"] == 1)
     assert os.listdir(tmp_path) == ["shmkit.prom"]  # no temporary file left
+    sample = re.compile(r'^[a-z_]+(\{([a-z_]+="(\\[\\"n]|[^"\\\n])*",?)+\})? -?[0-9.e+-]+$')
+    assert all(sample.match(line) for line in text.splitlines() if not line.startswith("#")), text
+    from toolkit.report.system import _label_value
+
+    assert _label_value('/run/a "b"\\c\nd') == '/run/a \\"b\\"\\\\c\\nd'  # exposition-format escapes
     r = run_shmkit("export", "--prometheus", "/proc/no/such/dir/x.prom")
     assert r.returncode == 1 and "Traceback" not in r.stderr
 

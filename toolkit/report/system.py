@@ -293,6 +293,11 @@ def footer_texts(r) -> list:
     return ["; ".join(parts) + "."] if parts else []
 
 
+def _label_value(v) -> str:
+    """The exposition format's escapes for a label value (a mount point can hold any byte)."""
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def prometheus_text(seg, foot) -> str:
     """node_exporter textfile-collector format. What could not be measured is left out and said by a
     companion gauge, never exported as 0: a false 0 or a false orphan pages someone at night."""
@@ -302,7 +307,7 @@ def prometheus_text(seg, foot) -> str:
         lines.append(f"# HELP {name} {help_}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            lab = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
             lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
 
     objs = {"sysv": seg.sysv, "posix": seg.posix}
