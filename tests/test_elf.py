@@ -170,6 +170,10 @@ def test_unreadable_file_as_nobody(nobody_env, tmp_path):
     r = run_as_nobody(nobody_env, "elf", str(secret), os.path.join(LIBDIR, "libz.so.1"))
     assert r.returncode == 1 and "permission denied" in r.stderr and "Traceback" not in r.stderr
     assert "Program Headers" in r.stdout
+    r = run_as_nobody(nobody_env, "elf", "--pid", str(os.getpid()))  # root's process: say why, in one line
+    assert r.returncode == 1 and r.stderr.strip() == (
+        f"Error: process {os.getpid()}: they belong to other users: reading their memory maps needs root or "
+        "CAP_SYS_PTRACE")
 
 
 _SEED = make_elf(64, True, 62)

@@ -6,6 +6,7 @@ import statistics
 
 from toolkit.elf.headers import ElfInfo, read_elf
 from toolkit.errors import (
+    AccessDenied,
     KernelThread,
     NoSuchProcess,
     NotFound,
@@ -89,7 +90,13 @@ def loaded_objects(smaps) -> list:
 
 def join_pid(pid: int, library: str | None = None, privileged: bool = False) -> list:
     """Every loaded object of pid (or those whose path or name matches library), joined."""
-    smaps = read_smaps(pid)
+    try:
+        smaps = read_smaps(pid)
+    except AccessDenied as err:  # say why, as footprint does, not only which file
+        from toolkit.proc.access import read_access, why_denied
+
+        fs = default_fs()
+        raise AccessDenied(pid, f"process {pid}: {why_denied(fs, read_access(fs), [pid])}") from err
     if not smaps:  # no address space: say which kind of process this is rather than print nothing
         fs = default_fs()
         state = fs.task_state(pid)
