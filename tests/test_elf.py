@@ -172,8 +172,8 @@ def test_unreadable_file_as_nobody(nobody_env, tmp_path):
     assert "Program Headers" in r.stdout
     r = run_as_nobody(nobody_env, "elf", "--pid", str(os.getpid()))  # root's process: say why, in one line
     assert r.returncode == 1 and r.stderr.strip() == (
-        f"Error: process {os.getpid()}: they belong to other users: reading their memory maps needs root or "
-        "CAP_SYS_PTRACE")
+        f"Error: process {os.getpid()}: permission denied (they belong to other users: reading their memory maps "
+        "needs root or CAP_SYS_PTRACE)")
 
 
 _SEED = make_elf(64, True, 62)

@@ -96,7 +96,7 @@ def join_pid(pid: int, library: str | None = None, privileged: bool = False) -> 
         from toolkit.proc.access import read_access, why_denied
 
         fs = default_fs()
-        raise AccessDenied(pid, f"process {pid}: {why_denied(fs, read_access(fs), [pid])}") from err
+        raise AccessDenied(pid, f"process {pid}: permission denied ({why_denied(fs, read_access(fs), [pid])})") from err
     if not smaps:  # no address space: say which kind of process this is rather than print nothing
         fs = default_fs()
         state = fs.task_state(pid)
