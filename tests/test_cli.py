@@ -39,7 +39,7 @@ def test_compare_table():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--size", "0"], "'--size': must be positive"),
+    (["--size", "0"], "--size must be positive"),
     (["--size", "1.5"], "not a whole number of bytes"),
     (["--size", "12Q"], "cannot read size"),
     (["--peers", "0"], "'--peers': must be at least 2"),

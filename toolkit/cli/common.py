@@ -19,7 +19,7 @@ class SizeType(click.ParamType):
         except ShmkitError as err:
             self.fail(str(err), param, ctx)
         if size <= 0:
-            self.fail(f"must be positive (got {value!r})", param, ctx)
+            self.fail(f"{param.opts[0] if param else 'a size'} must be positive (got {value})", param, ctx)
         return size
 
 

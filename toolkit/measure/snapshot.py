@@ -257,7 +257,7 @@ def opened(path: str):
                     raise BadInput(f"{path}: not a shmkit snapshot (no snapshot.json)")
                 tar.extractall(tmp, members=members, filter="data" if hasattr(tarfile, "data_filter") else None)
         except tarfile.ReadError as err:
-            raise BadInput(f"{path}: not a shmkit snapshot (not a tar archive, plain or compressed)") from err
+            raise BadInput(f"{path}: not a readable shmkit snapshot (not a tar archive, plain or compressed)") from err
         except (tarfile.TarError, EOFError, OSError) as err:
             raise BadInput(f"{path}: not a readable shmkit snapshot ({(str(err).splitlines() or [type(err).__name__])[0]})") from err
         root = os.path.join(tmp, "host")
