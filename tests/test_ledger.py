@@ -4,10 +4,12 @@ import json
 import os
 import random
 import re
+import subprocess
+import sys
 import time
 
 import pytest
-from conftest import is_root, run_shmkit
+from conftest import REPO, is_root, run_shmkit
 
 from toolkit import mechanisms
 from toolkit.measure.ledger import scan_ledger
@@ -309,3 +311,33 @@ def test_the_same_library_from_two_files_is_grouped_with_the_sharing_it_loses(tm
         led = scan_ledger(pids=[p1.pid, p2.pid])
     group = next(c for c in led.library_copies if set(c.paths) >= {lib, str(copy)})
     assert group.files == 2 and group.extra_bytes > 0 and len(group.build_id) >= 16
+
+
+def test_a_cgroup_memory_limit_refuses_what_cannot_fit_and_names_the_oom_killer(two_cgroups):
+    """A container's limit is its cgroup's, not MemAvailable: compare refuses regions beyond it before it
+    starts, and a peer the OOM killer ends is named as such, with the limit."""
+    from conftest import new_objects, snapshot
+
+    h, (path_a, _), (dir_a, _) = two_cgroups
+    limit = 200 << 20
+    files = (("memory.max", "memory.swap.max") if h.version == 2
+             else ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"))
+    with open(os.path.join(dir_a, files[0]), "w") as f:
+        f.write(str(limit))
+    if os.path.exists(os.path.join(dir_a, files[1])):  # no swap to escape into: the OOM killer decides
+        with open(os.path.join(dir_a, files[1]), "w") as f:
+            f.write("0" if h.version == 2 else str(limit))
+    before = snapshot()
+    r = subprocess.run([sys.executable, "-m", "toolkit", "compare", "--size", "128M", "--peers", "2"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=_join(dir_a), cwd=REPO)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert f"do not fit in the memory limit of cgroup {path_a} (209715200 bytes" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "toolkit", "compare", "--size", "99M", "--peers", "2"],
+                       capture_output=True, text=True, timeout=300, preexec_fn=_join(dir_a), cwd=REPO)
+    if r.returncode == 0:
+        swap = int(re.search(r"^SwapTotal:\s+(\d+)", open("/proc/meminfo").read(), re.M).group(1))
+        assert swap > 0, "198 MiB of regions and three interpreters fitted in 200 MiB without swap"
+        pytest.skip("the regions fitted: this machine's swap took the excess")
+    assert r.returncode == 1 and "killed by SIGKILL; the OOM killer: /proc/vmstat oom_kill rose by" in r.stderr
+    assert f"the memory limit of cgroup {path_a} is 209715200 bytes" in r.stderr, r.stderr
+    assert new_objects(before) == (set(), set())  # the peers' deaths left nothing behind

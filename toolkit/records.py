@@ -273,6 +273,8 @@ class Limits(NamedTuple):
     page_size: int
     dev_shm_free: Optional[int]  # bytes free on the /dev/shm mount
     mem_available: Optional[int]  # bytes, MemAvailable
+    cgroup_limit: Optional[int] = None  # bytes: the tightest memory limit on our cgroup and its ancestors
+    cgroup: Optional[str] = None  # the cgroup that sets it
 
 
 # ---------------------------------------------------------------- measurements

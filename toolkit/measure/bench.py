@@ -59,6 +59,9 @@ def check_sizes(sizes, mechs, huge: bool, limits=None) -> None:
                 mechanisms.get(name).check_size(size, limits)
         if limits.mem_available is not None and size > limits.mem_available:
             raise LimitExceeded(f"{size_words(size)} do not fit in available memory ({size_words(limits.mem_available)} MemAvailable)")
+        if limits.cgroup_limit is not None and size > limits.cgroup_limit:
+            raise LimitExceeded(f"{size_words(size)} do not fit in the memory limit of cgroup {limits.cgroup} "
+                                f"({size_words(limits.cgroup_limit)}): the OOM killer would end the run")
 
 
 def machine_info(pin, huge, touch) -> dict:

@@ -33,6 +33,9 @@ def check_request(size: int, peers: int, limits=None):
     if limits.mem_available is not None and 2 * size > limits.mem_available:
         raise LimitExceeded(
             f"two regions of {size_words(size)} do not fit in available memory ({size_words(limits.mem_available)} MemAvailable)")
+    if limits.cgroup_limit is not None and 2 * size > limits.cgroup_limit:
+        raise LimitExceeded(f"two regions of {size_words(size)} do not fit in the memory limit of cgroup "
+                            f"{limits.cgroup} ({size_words(limits.cgroup_limit)}): the OOM killer would end the run")
     return limits
 
 

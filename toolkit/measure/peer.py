@@ -28,6 +28,12 @@ def time_limit(work_bytes: int = 0) -> float:
     return BASE_LIMIT_S + work_bytes / BYTES_PER_S
 
 
+def _oom_kills():
+    from toolkit.proc.system import oom_kills
+
+    return oom_kills()
+
+
 def _state(pid: int) -> str:
     from toolkit.proc.fs import default_fs
 
@@ -52,6 +58,7 @@ class Peer:
             bufsize=0, env=env, preexec_fn=preexec_fn, **extra,
         )
         self.pid = self.proc.pid
+        self._oom_before = _oom_kills()
         self._buf = b""
         self.busy = False  # a request sent, its answer not read yet
 
@@ -119,8 +126,25 @@ class Peer:
             return PeerFailed(f"peer {self.pid} closed its pipe during {what} and was killed", self.pid, what)
         err = self._last_error()
         verb = "died" if rc < 0 else "exited"
-        return PeerFailed(f"peer {self.pid} {verb} during {what} ({describe_exit(rc)})" + (f": {err}" if err else ""),
+        how = describe_exit(rc)
+        if rc == -signal.SIGKILL:
+            how += self._oom_story()
+        return PeerFailed(f"peer {self.pid} {verb} during {what} ({how})" + (f": {err}" if err else ""),
                           self.pid, what)
+
+    def _oom_story(self) -> str:
+        """', the OOM killer: ...' when the kernel's count of OOM kills rose while this peer lived (a SIGKILL
+        nobody in shmkit sent is most often that), with the memory limit that applies here."""
+        after = _oom_kills()
+        if self._oom_before is None or after is None or after <= self._oom_before:
+            return ""
+        from toolkit.proc.system import read_limits
+        from toolkit.units import size_words
+
+        limits = read_limits()
+        where = (f"the memory limit of cgroup {limits.cgroup} is {size_words(limits.cgroup_limit)}"
+                 if limits.cgroup_limit is not None else f"{size_words(limits.mem_available)} MemAvailable")
+        return f"; the OOM killer: /proc/vmstat oom_kill rose by {after - self._oom_before}, and {where}"
 
     def _stuck(self, what: str, limit: float) -> PeerFailed:
         state = _state(self.pid)

@@ -59,6 +59,39 @@ def cgroup_dir(path: str, h: Hierarchy) -> Optional[str]:
     return os.path.join(h.mount, path[len(root):].lstrip("/"))
 
 
+UNLIMITED_V1 = 1 << 62  # v1 reports "no limit" as the largest page-aligned long (9223372036854771712)
+
+
+def memory_limit(pid="self", fs: ProcFS | None = None) -> Optional[tuple]:
+    """(bytes, cgroup path) of the tightest memory limit on the process's cgroup and the ancestors the
+    mount shows (v2 memory.max, v1 memory.limit_in_bytes); None where there is none, or it cannot be read.
+    A container's limit is usually here, not in MemAvailable."""
+    fs = fs or default_fs()
+    h = memory_hierarchy(fs)
+    if h is None:
+        return None
+    try:
+        path = process_cgroup(pid, h, fs)
+    except ShmkitError:
+        return None
+    name = "memory.max" if h.version == 2 else "memory.limit_in_bytes"
+    best = None
+    while path:
+        d = cgroup_dir(path, h)
+        if d is None:
+            break
+        try:
+            text = fs.host_read_text(os.path.join(d, name)).strip()
+        except (AccessDenied, NotFound, NoSuchProcess):
+            text = ""
+        if text.isdigit() and int(text) < UNLIMITED_V1 and (best is None or int(text) < best[0]):
+            best = (int(text), path)
+        if path == "/":
+            break
+        path = os.path.dirname(path.rstrip("/")) or "/"
+    return best
+
+
 def memory_stat(path: str, h: Hierarchy, fs: ProcFS | None = None) -> Optional[dict]:
     """What the kernel charges the cgroup, in bytes, by the hierarchy's own names; None if unreadable.
     v1 gives the hierarchical totals (as v2 does), under the plain names."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from toolkit.errors import ShmkitError
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.records import Limits, SysvShm
 
@@ -45,6 +46,9 @@ def dev_shm_free(fs: ProcFS | None = None):
 def read_limits(fs: ProcFS | None = None) -> Limits:
     fs = fs or default_fs()
     mem = read_meminfo(fs)
+    from toolkit.proc.cgroup import memory_limit
+
+    cgroup = memory_limit("self", fs)
     return Limits(
         shmmax=_read_int(fs, "sys", "kernel", "shmmax"),
         shmall=_read_int(fs, "sys", "kernel", "shmall"),
@@ -52,4 +56,18 @@ def read_limits(fs: ProcFS | None = None) -> Limits:
         page_size=os.sysconf("SC_PAGE_SIZE"),
         dev_shm_free=dev_shm_free(fs),
         mem_available=mem.get("MemAvailable"),
+        cgroup_limit=cgroup[0] if cgroup else None,
+        cgroup=cgroup[1] if cgroup else None,
     )
+
+
+def oom_kills(fs: ProcFS | None = None):
+    """Processes the OOM killer has killed since boot (/proc/vmstat oom_kill, Linux 4.13); None without it."""
+    try:
+        text = (fs or default_fs()).read_text("vmstat")
+    except ShmkitError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("oom_kill "):
+            return int(line.split()[1])
+    return None
