@@ -13,7 +13,8 @@ import sys
 from toolkit.errors import AccessDenied, NotELF, NotFound
 from toolkit.records import ElfInfo, Segment
 
-RUNTIME_PAGE = 4096  # relocations dirty pages of the size the kernel maps; 4 KiB on the platforms we run on
+# relocations dirty pages of the size this kernel maps: 4 KiB on x86_64, 4 or 64 KiB on aarch64
+RUNTIME_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # dynamic tags and flags (elf.h)
 DT_NULL, DT_RELA, DT_RELASZ, DT_RELAENT, DT_REL, DT_RELSZ, DT_RELENT = 0, 7, 8, 9, 17, 18, 19

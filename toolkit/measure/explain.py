@@ -92,7 +92,7 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
                   f"first touch of {human_bytes(size)} {human_seconds(ph['first_touch'].median_s)} "
                   f"({ph['first_touch'].minor_faults} faults); Pss summed over {peers} peers {human_bytes(f.pss_sum)}"
                   + (f", physical {human_bytes(f.physical_bytes)}" if f.physical_bytes is not None else ""))
-        ok = ok and bool(m.visibility.peer_sees_write) and abs(f.pss_sum - size) <= peers * 4096
+        ok = ok and bool(m.visibility.peer_sees_write) and abs(f.pss_sum - size) <= peers * os.sysconf("SC_PAGE_SIZE")
     steps.append(Step(
         "By contrast, explicit shared memory is asked for, named, writable by every peer, and costs a fault per page",
         tuple(ev), ok))

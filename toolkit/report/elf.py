@@ -23,11 +23,13 @@ def elf_to_json(info) -> dict:
     return d
 
 
-def private_estimate(info, page=4096):
+def private_estimate(info, page=None):
     """Bytes each process pays privately for this object: pages its relocations dirty (a floor);
     None where the relocations could not be read (a truncated file)."""
+    from toolkit.elf.headers import RUNTIME_PAGE
+
     pages = [s.reloc_pages for s in info.loads()]
-    return None if None in pages else sum(pages) * page
+    return None if None in pages else sum(pages) * (page or RUNTIME_PAGE)
 
 
 UNKNOWN = "unknown: the dynamic section lies past the end of the (truncated) file"
