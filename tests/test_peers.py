@@ -186,3 +186,27 @@ def test_a_group_that_cannot_fit_is_refused_before_it_starts():
         with pytest.raises(LimitExceeded, match=r"peers do not fit in memory: each takes about \d+ bytes"):
             check_room_for_peers(room, peer.pid)
         check_room_for_peers(20, peer.pid)  # a small group fits: no error
+
+
+def test_rlimit_nproc_counts_only_this_users_processes(nobody_env):
+    """RLIMIT_NPROC bounds one user's processes: a group that fits beside them runs, however many
+    processes other users have; one that does not is refused, naming the limit."""
+    import resource
+
+    from conftest import NOBODY
+
+    limit = 25 + 5  # 25 peers, shmkit itself and a little room; below what all users together run here
+    assert sum(1 for n in os.listdir("/proc") if n.isdigit()) + 25 > limit  # so a count of all would refuse
+
+    def run(peers):
+        return subprocess.run([nobody_env["python"], "-m", "toolkit", "compare", "--size", "4K", "--peers",
+                               str(peers), "--repeat", "1", "--json"], env=nobody_env["env"], user=NOBODY,
+                              group=NOBODY, extra_groups=[], cwd=nobody_env["cwd"], capture_output=True,
+                              text=True, timeout=300,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit)))
+
+    r = run(25)
+    assert r.returncode == 0, r.stderr
+    r = run(40)
+    assert r.returncode == 1 and "40 peers do not fit: this user runs" in r.stderr
+    assert f"RLIMIT_NPROC is {limit}" in r.stderr

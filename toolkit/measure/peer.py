@@ -5,6 +5,7 @@ A peer dies with its parent: PR_SET_PDEATHSIG, and it exits on EOF of stdin as w
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -227,13 +228,18 @@ def check_room_for_peers(n: int, first_pid: int, fs=None) -> None:
             caps.append((int(fs.read_text("sys", "kernel", name).split()[0]), f"kernel.{name.replace('-', '_')}"))
         except (ShmkitError, ValueError, IndexError):
             pass
+    pids = [name for name in os.listdir(fs.path()) if name.isdigit()]
     soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
-    if soft != resource.RLIM_INFINITY and os.geteuid() != 0:
-        caps.append((soft, "RLIMIT_NPROC"))
-    tasks = sum(1 for name in os.listdir(fs.path()) if name.isdigit())
+    if soft != resource.RLIM_INFINITY and os.geteuid() != 0:  # it counts only our user's processes
+        mine = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                mine += os.stat(fs.path(pid)).st_uid == os.getuid()
+        if mine + n > soft:
+            raise LimitExceeded(f"{n} peers do not fit: this user runs {mine} processes and RLIMIT_NPROC is {soft}")
     for cap, what in caps:
-        if tasks + n > cap:
-            raise LimitExceeded(f"{n} peers do not fit: {tasks} processes run and {what} is {cap}")
+        if len(pids) + n > cap:
+            raise LimitExceeded(f"{n} peers do not fit: {len(pids)} processes run and {what} is {cap}")
     rollup = read_rollup(first_pid, fs, ("Private_Clean", "Private_Dirty"))
     own = rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0) + PEER_KERNEL_BYTES
     available = read_meminfo(fs).get("MemAvailable")
