@@ -332,6 +332,10 @@ def test_a_cgroup_memory_limit_refuses_what_cannot_fit_and_names_the_oom_killer(
                        capture_output=True, text=True, timeout=120, preexec_fn=_join(dir_a), cwd=REPO)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
     assert f"do not fit in the memory limit of cgroup {path_a} (209715200 bytes" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "toolkit", "compare", "--size", "4K", "--peers", "100"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=_join(dir_a), cwd=REPO)
+    assert r.returncode == 1 and "100 peers do not fit in memory" in r.stderr  # ~9 MiB each, 200 MiB in all
+    assert r.stderr.strip().endswith(f"209715200 bytes (200.0 MiB) is the memory limit of cgroup {path_a}")
     r = subprocess.run([sys.executable, "-m", "toolkit", "compare", "--size", "99M", "--peers", "2"],
                        capture_output=True, text=True, timeout=300, preexec_fn=_join(dir_a), cwd=REPO)
     if r.returncode == 0:

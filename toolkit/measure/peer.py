@@ -218,7 +218,7 @@ def check_room_for_peers(n: int, first_pid: int, fs=None) -> None:
     from toolkit.errors import LimitExceeded
     from toolkit.proc.fs import default_fs
     from toolkit.proc.maps import read_rollup
-    from toolkit.proc.system import read_meminfo
+    from toolkit.proc.system import read_limits
     from toolkit.units import size_words
 
     fs = fs or default_fs()
@@ -242,12 +242,14 @@ def check_room_for_peers(n: int, first_pid: int, fs=None) -> None:
             raise LimitExceeded(f"{n} peers do not fit: {len(pids)} processes run and {what} is {cap}")
     rollup = read_rollup(first_pid, fs, ("Private_Clean", "Private_Dirty"))
     own = rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0) + PEER_KERNEL_BYTES
-    available = read_meminfo(fs).get("MemAvailable")
-    if available is not None and own * (n - 1) > available:
-        raise LimitExceeded(
-            f"{n} peers do not fit in memory: each takes about {size_words(own)} of its own (measured on the "
-            f"first), {n - 1} more need {size_words(own * (n - 1))}, and {size_words(available)} is available "
-            f"(MemAvailable)")
+    limits = read_limits(fs)
+    bounds = [(limits.mem_available, "available (MemAvailable)"),
+              (limits.cgroup_limit, f"the memory limit of cgroup {limits.cgroup}")]
+    for bound, what in bounds:
+        if bound is not None and own * (n - 1) > bound:
+            raise LimitExceeded(
+                f"{n} peers do not fit in memory: each takes about {size_words(own)} of its own (measured on "
+                f"the first), {n - 1} more need {size_words(own * (n - 1))}, and {size_words(bound)} is {what}")
 
 
 class PeerGroup:
