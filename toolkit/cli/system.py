@@ -113,7 +113,7 @@ def _host(root, from_):
         from toolkit.errors import BadInput
 
         fs = ProcFS.at_host(root)
-        if not os.path.isfile(fs.path("self", "status")):  # every view starts by asking who we are
+        if not fs.shows_a_host():
             raise BadInput(f"{root}: not a recorded host (it has no proc/self/status)")
         yield fs
     else:

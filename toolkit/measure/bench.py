@@ -10,7 +10,7 @@ from toolkit.measure.janitor import Janitor
 from toolkit.measure.peer import PeerGroup
 from toolkit.measure.sandbox import run_isolated
 from toolkit.measure.setup import Samples, owner_phases, second_phases
-from toolkit.proc.system import read_limits, read_meminfo
+from toolkit.proc.system import memory_bound, read_limits, read_meminfo
 from toolkit.records import PHASES_NOTE, BenchResult, BenchRow, Phase
 from toolkit.units import size_words
 
@@ -57,11 +57,9 @@ def check_sizes(sizes, mechs, huge: bool, limits=None) -> None:
         for name in mechs:
             if name in EXPLICIT:
                 mechanisms.get(name).check_size(size, limits)
-        if limits.mem_available is not None and size > limits.mem_available:
-            raise LimitExceeded(f"{size_words(size)} do not fit in available memory ({size_words(limits.mem_available)} MemAvailable)")
-        if limits.cgroup_limit is not None and size > limits.cgroup_limit:
-            raise LimitExceeded(f"{size_words(size)} do not fit in the memory limit of cgroup {limits.cgroup} "
-                                f"({size_words(limits.cgroup_limit)}): the OOM killer would end the run")
+        bound = memory_bound(size, limits)
+        if bound:
+            raise LimitExceeded(f"{size_words(size)} do not fit in {bound}")
 
 
 def machine_info(pin, huge, touch) -> dict:

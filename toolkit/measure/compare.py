@@ -15,7 +15,7 @@ from toolkit.measure.setup import measure_explicit, measure_library
 from toolkit.mechanisms.dso import resolve_library
 from toolkit.proc.maps import read_maps
 from toolkit.proc.pagemap import PAGE_SIZE, kpagecount_readable, probe_pfns_visible
-from toolkit.proc.system import read_limits, read_meminfo
+from toolkit.proc.system import memory_bound, read_limits, read_meminfo
 from toolkit.records import PHASES_NOTE, Comparison, MechanismResult, Visibility
 from toolkit.units import size_words
 
@@ -30,12 +30,9 @@ def check_request(size: int, peers: int, limits=None):
     limits = limits or read_limits()
     for name in ("sysv", "posix"):
         mechanisms.get(name).check_size(size, limits)
-    if limits.mem_available is not None and 2 * size > limits.mem_available:
-        raise LimitExceeded(
-            f"two regions of {size_words(size)} do not fit in available memory ({size_words(limits.mem_available)} MemAvailable)")
-    if limits.cgroup_limit is not None and 2 * size > limits.cgroup_limit:
-        raise LimitExceeded(f"two regions of {size_words(size)} do not fit in the memory limit of cgroup "
-                            f"{limits.cgroup} ({size_words(limits.cgroup_limit)}): the OOM killer would end the run")
+    bound = memory_bound(2 * size, limits)
+    if bound:
+        raise LimitExceeded(f"two regions of {size_words(size)} do not fit in {bound}")
     return limits
 
 

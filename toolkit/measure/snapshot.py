@@ -20,8 +20,8 @@ import tarfile
 import tempfile
 import time
 
-from toolkit.outfile import replacing
 from toolkit.errors import AccessDenied, BadInput, NoSuchProcess, NotFound, ShmkitError
+from toolkit.outfile import replacing
 from toolkit.proc.fs import RECORDED_STAT, ProcFS, default_fs
 
 PER_PID = ("maps", "smaps", "smaps_rollup", "status", "stat", "cmdline", "comm", "cgroup", "mountinfo")
@@ -269,6 +269,6 @@ def opened(path: str):
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise BadInput(f"{path}: a snapshot of another format")
         fs = ProcFS.at_host(root)
-        if not os.path.isfile(fs.path("self", "status")):  # every view starts by asking who we are
+        if not fs.shows_a_host():
             raise BadInput(f"{path}: an incomplete snapshot (it has no proc/self/status)")
         yield fs

@@ -188,6 +188,10 @@ class ProcFS:
     def exists(self, *rel) -> bool:
         return os.path.exists(self.path(*rel))
 
+    def shows_a_host(self) -> bool:
+        """A recorded tree (--root, a snapshot) has what every view reads first: who we are."""
+        return os.path.isfile(self.path("self", "status"))
+
     def listdir(self, *rel) -> list:
         try:
             return os.listdir(self.path(*rel))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from toolkit.errors import ShmkitError
+from toolkit.proc.cgroup import memory_limit
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.records import Limits, SysvShm
 
@@ -46,8 +47,6 @@ def dev_shm_free(fs: ProcFS | None = None):
 def read_limits(fs: ProcFS | None = None) -> Limits:
     fs = fs or default_fs()
     mem = read_meminfo(fs)
-    from toolkit.proc.cgroup import memory_limit
-
     cgroup = memory_limit("self", fs)
     return Limits(
         shmmax=_read_int(fs, "sys", "kernel", "shmmax"),
@@ -70,4 +69,17 @@ def oom_kills(fs: ProcFS | None = None):
     for line in text.splitlines():
         if line.startswith("oom_kill "):
             return int(line.split()[1])
+    return None
+
+
+def memory_bound(nbytes: int, limits: Limits):
+    """Where nbytes cannot fit, as the end of a refusal ("available memory (...)", a cgroup's limit);
+    None where it fits both."""
+    from toolkit.units import size_words
+
+    if limits.mem_available is not None and nbytes > limits.mem_available:
+        return f"available memory ({size_words(limits.mem_available)} MemAvailable)"
+    if limits.cgroup_limit is not None and nbytes > limits.cgroup_limit:
+        return (f"the memory limit of cgroup {limits.cgroup} ({size_words(limits.cgroup_limit)}): the OOM killer "
+                "would end the run")
     return None
