@@ -1,5 +1,6 @@
 """In real hands: 80-column terminals, closed pipes, no arguments, odd files and processes, hostile names,
 unprivileged monitoring."""
+import ctypes
 import io
 import json
 import os
@@ -171,6 +172,15 @@ def test_no_arguments_prints_the_help():
     (["footprint", "0"], "x>=1"),
     (["footprint", "--watch", "nan"], "from 0.1 to 86400"), (["segments", "--watch", "inf"], "from 0.1 to 86400"),
     (["footprint", "--watch", "0.001"], "from 0.1 to 86400"),
+    # an empty name (an unset shell variable) once read as 'not given': --from "" reported this machine
+    *[(args, "an empty name") for args in (
+        ["footprint", "--from", ""], ["segments", "--root", ""], ["export", "--prometheus", ""], ["snapshot", ""],
+        ["compare", "--html", ""], ["compare", "--library", ""], ["bench", "--csv", ""], ["bench", "--plot", ""],
+        ["demo", "pic", "--library", ""], ["explain", "--markdown", ""])],
+    # an output file whose folder is missing is refused before the run, not after it
+    (["explain", "--markdown", "/nonexistent/x.md"], "its folder does not exist"),
+    (["bench", "--csv", "/nonexistent/x.csv"], "its folder does not exist"),
+    (["compare", "--html", "/nonexistent/x.html"], "its folder does not exist"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):
     t0 = time.monotonic()
@@ -189,6 +199,30 @@ def test_elf_refuses_a_fifo_without_opening_it(tmp_path):
     assert r.returncode == 1 and "is a FIFO" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_shmkit("elf", "/dev/null", timeout=20)
     assert r.returncode == 1 and "character device" in r.stderr
+
+
+def test_a_library_that_is_not_a_regular_file_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (["demo", "globals", "--library", str(fifo)], ["compare", "--library", "/dev/zero"],
+                 ["bench", "--sizes", "4K", "--mechanisms", "dso", "--library", str(fifo)]):
+        r = run_shmkit(*args, timeout=30)  # opening the FIFO to read its header would block forever
+        assert r.returncode == 1 and "not a regular file, so not a shared library" in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_library_names_are_searched_in_this_machines_multiarch_folders(monkeypatch):
+    from toolkit.mechanisms import dso
+
+    monkeypatch.setattr(sys.implementation, "_multiarch", "aarch64-linux-gnu", raising=False)
+    assert dso._library_dirs()[:2] == ("/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu")
+    monkeypatch.undo()
+    found = dso.resolve_library("libz.so.1")  # the loader's own answer is the oracle
+    loaded = ctypes.CDLL("libz.so.1")
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "libz.so" in line}
+    assert found in {os.path.realpath(p) for p in paths}, (found, paths)
+    del loaded
 
 
 def test_elf_goes_on_past_every_bad_path_and_escapes_what_files_hold(tmp_path):
@@ -255,11 +289,28 @@ def test_output_files_are_replaced_whole_and_devices_fifos_and_links_stay_what_t
     reader.join(30)
     assert r.returncode == 0 and b"shmkit_segments_complete" in got[0] and stat.S_ISFIFO(os.stat(fifo).st_mode)
 
+    # a FIFO nobody reads is waited for a limited time, and the error says what was missing
+    from toolkit.outfile import _open_fifo
+
+    t0 = time.monotonic()
+    with pytest.raises(OSError, match="no process opened it for reading in 0.3 s"):
+        _open_fifo(str(fifo), wait_s=0.3)
+    assert 0.3 <= time.monotonic() - t0 < 5
+
+    # every output file goes through the one writer: CSV, plot and hand-out too
+    got.clear()
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    r = run_shmkit("bench", "--sizes", "4K", "--mechanisms", "sysv", "--repeat", "3", "--csv", str(fifo), timeout=120)
+    reader.join(30)
+    assert r.returncode == 0 and got[0].startswith(b"mechanism,size_bytes,phase,") and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
     if os.geteuid() != 0:
         pytest.skip("making a device node (a copy of /dev/full) needs root")
     full = tmp_path / "full"
     os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
-    for args in (["export", "--prometheus", str(full)], ["snapshot", str(full)]):
+    for args in (["export", "--prometheus", str(full)], ["snapshot", str(full)],
+                 ["explain", "--peers", "2", "--markdown", str(full)]):
         r = run_shmkit(*args)
         assert r.returncode == 1 and r.stderr.strip() == f"Error: cannot write {full}: No space left on device"
         assert stat.S_ISCHR(os.stat(full).st_mode)  # a rename would have put a plain file in its place

@@ -2,15 +2,37 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
+import time
+
+FIFO_WAIT_S = 10.0  # how long a FIFO may go without a reader before we give up on it
 
 
 def _umask() -> int:
     old = os.umask(0o022)
     os.umask(old)
     return old
+
+
+def _open_fifo(path: str, wait_s: float = FIFO_WAIT_S):
+    """A FIFO (or /dev/stdout that is a pipe) opened for writing. A plain open waits for a reader with
+    no end; here the wait is limited, and the error says what was missing."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+            if time.monotonic() >= deadline:
+                raise OSError(errno.ENXIO, f"a FIFO, and no process opened it for reading in {wait_s:g} s") from None
+            time.sleep(0.02)
+            continue
+        os.set_blocking(fd, True)  # from here on a slow reader is waited for, as by any writer to a pipe
+        return os.fdopen(fd, "wb")
 
 
 @contextlib.contextmanager
@@ -27,7 +49,8 @@ def replacing(path: str, mode: int = 0o644):
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        with open(path, "wb") as f:
+        opened = _open_fifo(path) if stat.S_ISFIFO(st.st_mode) else open(path, "wb")
+        with opened as f:
             yield f
         return
     folder, name = os.path.split(os.path.realpath(path))

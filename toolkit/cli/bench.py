@@ -1,9 +1,12 @@
 import json
+import os
 
 import click
 
 from toolkit.cli.common import (
     HTML,
+    OutputFile,
+    PathName,
     ProgressReporter,
     at_least,
     command_line,
@@ -40,8 +43,6 @@ def _mechanisms(ctx, param, value):
 
 
 def _cpu(ctx, param, value):
-    import os
-
     if value is None:
         return None
     allowed = sorted(os.sched_getaffinity(0))
@@ -54,15 +55,11 @@ PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", 
 
 
 def _plot_path(ctx, param, value):
-    import os
-
     if value is None:
         return None
     ext = os.path.splitext(value)[1].lstrip(".").lower()
     if ext not in PLOT_FORMATS:
         raise click.BadParameter(f"{value!r}: give a file ending in .{', .'.join(PLOT_FORMATS[:4])} (matplotlib's formats)")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(value))):
-        raise click.BadParameter(f"{value!r}: its folder does not exist")
     return value
 
 
@@ -72,10 +69,10 @@ def _plot_path(ctx, param, value):
 @click.option("--repeat", type=int, callback=at_least(1), default=None, help="Force N measured runs per size (default: calibrated, more for small sizes).")
 @click.option("--pin", type=int, callback=_cpu, default=None, metavar="CPU", help="Run on this CPU only (peers too).")
 @click.option("--hugepages", is_flag=True, help="Use huge pages (SHM_HUGETLB, MFD_HUGETLB, MAP_HUGETLB).")
-@click.option("--library", default=None, metavar="PATH", help="Library for the dso rows (default: one a fresh Python has not loaded).")
+@click.option("--library", type=PathName(), default=None, metavar="PATH", help="Library for the dso rows (default: one a fresh Python has not loaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Also write every row to this CSV file.")
-@click.option("--plot", "plot_path", callback=_plot_path, type=click.Path(dir_okay=False), default=None, help="Also plot time against size to this file: .png, .svg, .pdf (needs matplotlib).")
+@click.option("--csv", "csv_path", type=OutputFile(), default=None, help="Also write every row to this CSV file.")
+@click.option("--plot", "plot_path", callback=_plot_path, type=OutputFile(), default=None, help="Also plot time against size to this file: .png, .svg, .pdf (needs matplotlib).")
 @HTML
 @library_errors
 def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot_path, html_path):
@@ -96,13 +93,13 @@ def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot
     else:
         report.render(result, console())
     if csv_path:
-        report.write_csv(result, csv_path)
+        write_atomically(csv_path, report.csv_text(result))
     if html_path:
         from toolkit.report import html
 
         write_atomically(html_path, html.bench_page(result, command_line()))
     if plot_path:
         try:
-            report.plot(result, plot_path)
-        except (OSError, ValueError) as err:
+            write_atomically(plot_path, lambda f: report.plot(result, f, os.path.splitext(plot_path)[1][1:].lower()))
+        except ValueError as err:
             raise click.ClickException(f"could not write the plot {plot_path}: {err}") from err

@@ -26,6 +26,34 @@ class SizeType(click.ParamType):
 SIZE = SizeType()
 
 
+class PathName(click.Path):
+    """A file or folder name; an empty one (an unset shell variable) is a usage error, where it would
+    otherwise read as 'not given' and, for --from, quietly report this machine instead of a snapshot."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            self.fail("an empty name (an unset variable?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class OutputFile(PathName):
+    """A file to write when the run is over: checked before anything is measured, so that a run of
+    minutes does not end in 'no such folder'."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        import os
+
+        value = super().convert(value, param, ctx)
+        if os.path.isdir(value):
+            self.fail(f"{value!r} is a folder, not a file", param, ctx)
+        if not os.path.isdir(os.path.dirname(os.path.abspath(value))):
+            self.fail(f"{value!r}: its folder does not exist", param, ctx)
+        return value
+
+
 def at_least(n: int, why: str = ""):
     """An option callback: a whole number of at least n, else a usage error (exit 2) saying why."""
 
@@ -148,33 +176,32 @@ def command_line() -> str:
     return "shmkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
-    """Write a whole report to the file the user named (outfile.replacing); errors name that file."""
+def write_atomically(path: str, data, mode: int = 0o644) -> None:
+    """Write a whole report (text, bytes, or a function given the binary file) to the file the user
+    named, through outfile.replacing; errors name that file."""
     from toolkit.outfile import replacing
 
     try:
         with replacing(path, mode) as f:
-            f.write(text.encode("utf-8"))
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as err:
         raise click.ClickException(f"cannot write {path}: {err.strerror or err}") from err
 
 
 def _html_path(ctx, param, value):
-    """--html FILE: checked before anything is measured (its folder, and Jinja2)."""
-    import os
-
-    if value is None:
-        return None
-    if not os.path.isdir(os.path.dirname(os.path.abspath(value))):
-        raise click.BadParameter(f"{value!r}: its folder does not exist")
-    try:
-        import jinja2  # noqa: F401
-    except ImportError:
-        raise click.BadParameter("needs Jinja2: pip install 'shmkit[html]'") from None
+    """--html FILE: Jinja2 is checked before anything is measured, as the file's folder is."""
+    if value is not None:
+        try:
+            import jinja2  # noqa: F401
+        except ImportError:
+            raise click.BadParameter("needs Jinja2: pip install 'shmkit[html]'") from None
     return value
 
 
-HTML = click.option("--html", "html_path", type=click.Path(dir_okay=False), callback=_html_path, default=None,
+HTML = click.option("--html", "html_path", type=OutputFile(), callback=_html_path, default=None,
                     metavar="FILE", help="Also write a self-contained HTML page with drawings of this run "
                                          "(needs Jinja2).")
 

@@ -1,3 +1,4 @@
+import io
 import json
 import sys
 
@@ -5,6 +6,8 @@ import click
 
 from toolkit.cli.common import (
     HTML,
+    OutputFile,
+    PathName,
     at_least,
     command_line,
     library_errors,
@@ -16,7 +19,7 @@ NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic"
 
 @click.command()
 @click.argument("name", type=click.Choice(NAMES))
-@click.option("--library", default=None, metavar="PATH", help="Library for protection, globals and pic (default: libc).")
+@click.option("--library", type=PathName(), default=None, metavar="PATH", help="Library for protection, globals and pic (default: libc).")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps, evidence and verdict as JSON.")
 @library_errors
 def demo(name, library, as_json):
@@ -36,10 +39,10 @@ def demo(name, library, as_json):
 
 
 @click.command()
-@click.option("--library", default=None, metavar="PATH", help="The library to explain (default: libc).")
+@click.option("--library", type=PathName(), default=None, metavar="PATH", help="The library to explain (default: libc).")
 @click.option("--peers", type=int, callback=at_least(2, "one writes, another reads"), default=4, show_default=True, help="Processes that load the library (at least 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps, evidence and verdict as JSON.")
-@click.option("--markdown", "markdown", type=click.Path(dir_okay=False), default=None, help="Also write a hand-out with this run's numbers.")
+@click.option("--markdown", "markdown", type=OutputFile(), default=None, help="Also write a hand-out with this run's numbers.")
 @HTML
 @library_errors
 def explain(library, peers, as_json, markdown, html_path):
@@ -48,14 +51,16 @@ def explain(library, peers, as_json, markdown, html_path):
     from toolkit.report import story as report
 
     story = run(library, peers)
-    if markdown:
-        with open(markdown, "w") as f:
-            report.render_markdown(story, f)
-    if html_path:
-        from toolkit.report import html
-
-        write_atomically(html_path, html.story_page(story, command_line()))
+    # the results first: a file that cannot be written must not lose the run
     if as_json:
         click.echo(json.dumps(report.to_json(story), indent=2))
     else:
         report.render_text(story, sys.stdout)
+    if markdown:
+        text = io.StringIO()
+        report.render_markdown(story, text)
+        write_atomically(markdown, text.getvalue())
+    if html_path:
+        from toolkit.report import html
+
+        write_atomically(html_path, html.story_page(story, command_line()))

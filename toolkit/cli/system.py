@@ -5,14 +5,14 @@ import sys
 
 import click
 
-from toolkit.cli.common import console, library_errors, write_atomically
+from toolkit.cli.common import PathName, console, library_errors, write_atomically
 
 
 def ROOT(fn):
     """--root DIR and --from FILE: read a recorded host instead of this machine."""
-    fn = click.option("--from", "from_", default=None, metavar="FILE",
+    fn = click.option("--from", "from_", type=PathName(), default=None, metavar="FILE",
                       help="Replay a snapshot made by `shmkit snapshot FILE` (on this or another machine).")(fn)
-    return click.option("--root", "root", default=None, metavar="DIR", type=click.Path(file_okay=False, exists=True),
+    return click.option("--root", "root", default=None, metavar="DIR", type=PathName(file_okay=False, exists=True),
                         help="Read a recorded host under DIR (its proc/, etc/, run/, dev/shm) instead of this machine.")(fn)
 
 
@@ -223,7 +223,7 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
 
 @click.command()
 @click.option("--prometheus", "prom", is_flag=True, required=True, help="node_exporter textfile-collector format.")
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", required=False, type=PathName(dir_okay=False))
 @ROOT
 @library_errors
 def export(prom, file, root, from_):
@@ -250,7 +250,7 @@ def _is_stdout(path) -> bool:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=PathName(dir_okay=False))
 @library_errors
 def snapshot(file):
     """Capture what footprint, segments and export read into FILE (.tar.gz or .tar.xz), to replay with --from."""

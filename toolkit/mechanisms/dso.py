@@ -8,6 +8,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import stat
+import sys
 
 from toolkit.errors import AccessDenied, NotELF, NotFound
 from toolkit.mechanisms.base import (
@@ -49,15 +51,24 @@ def resolve_library(spec: str | None) -> str:
             if not found:
                 raise NotFound(f"no shared library named {spec!r}")
             path = _search_dirs(found) or found
-    if not os.path.exists(path):
-        raise NotFound(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise NotELF(f"{path}: is a directory, not a shared library")
     try:
-        with open(path, "rb") as f:
+        st = os.stat(path)
+    except FileNotFoundError as err:
+        raise NotFound(f"{path}: no such file") from err
+    except OSError as err:  # not a directory, a loop of links, a name too long
+        raise NotELF(f"{path}: {err.strerror or err}") from err
+    if stat.S_ISDIR(st.st_mode):
+        raise NotELF(f"{path}: is a directory, not a shared library")
+    if not stat.S_ISREG(st.st_mode):
+        # opening a FIFO waits for a writer, and opening a device can act: neither is a library
+        raise NotELF(f"{path}: not a regular file, so not a shared library")
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
             head = f.read(18)
     except PermissionError as err:
         raise AccessDenied(path, f"{path}: permission denied") from err
+    except OSError as err:
+        raise NotELF(f"{path}: {err.strerror or err}") from err
     if head[:4] != _ELF_MAGIC:
         raise NotELF(f"{path}: not an ELF file, so not a shared library")
     if len(head) < 18:
@@ -68,8 +79,15 @@ def resolve_library(spec: str | None) -> str:
     return os.path.realpath(path)
 
 
+def _library_dirs() -> tuple:
+    """Where the loader looks by default: this interpreter's multiarch folders (x86_64-linux-gnu,
+    aarch64-linux-gnu, ...) first, then the plain ones."""
+    arch = getattr(sys.implementation, "_multiarch", None) or f"{os.uname().machine}-linux-gnu"
+    return (f"/usr/lib/{arch}", f"/lib/{arch}", "/usr/lib64", "/lib64", "/usr/lib", "/lib")
+
+
 def _search_dirs(name: str):
-    for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib"):
+    for d in _library_dirs():
         p = os.path.join(d, name)
         if os.path.isfile(p):
             return p

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 from toolkit.records import to_dict
 from toolkit.units import human_bytes, human_seconds
@@ -15,13 +16,15 @@ def to_json(result) -> dict:
             "findings": list(result.findings), "notes": list(result.notes)}
 
 
-def write_csv(result, path) -> None:
+def csv_text(result) -> str:
+    """Every row, one per line, with a header of the row fields."""
     fields = list(result.rows[0]._fields) if result.rows else []
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in result.rows:
-            w.writerow(r._asdict())
+    out = io.StringIO(newline="")
+    w = csv.DictWriter(out, fieldnames=fields)
+    w.writeheader()
+    for r in result.rows:
+        w.writerow(r._asdict())
+    return out.getvalue()
 
 
 def _faults(n) -> str:
@@ -77,7 +80,7 @@ def render(result, console) -> None:
         console.print(("note: " + line))
 
 
-def plot(result, path) -> None:
+def plot(result, out, fmt: str) -> None:
     """Time against size on log-log axes, one panel per phase (matplotlib, an optional extra)."""
     import matplotlib
 
@@ -115,5 +118,5 @@ def plot(result, path) -> None:
     fig.legend(handles=handles, loc="upper right", ncol=len(mechs))
     fig.suptitle(f"shmkit bench (Linux {result.machine['kernel']})", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    fig.savefig(path, dpi=100)
+    fig.savefig(out, format=fmt, dpi=100)
     plt.close(fig)

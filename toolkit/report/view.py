@@ -98,15 +98,6 @@ def to_rows(view: View) -> list:
     return [{c.json_key: c.get(r) for c in view.columns} for r in view.rows]
 
 
-def write_csv(view: View, out) -> None:
-    import csv
-
-    w = csv.writer(out)
-    w.writerow([c.json_key for c in view.columns])
-    for r in view.rows:
-        w.writerow(["" if c.get(r) is None else c.get(r) for c in view.columns])
-
-
 def render(view: View, console, show_footer: bool = False) -> None:
     """A table that fits console.width without cutting a number or an id."""
     for part in renderables(view, console, show_footer):
