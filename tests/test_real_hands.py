@@ -430,6 +430,24 @@ def test_as_nobody_a_root_mapped_object_is_not_an_orphan_and_nothing_is_a_false_
     assert json.loads(run_shmkit("footprint", "--json").stdout)["privileged"] is (os.geteuid() == 0)
 
 
+def test_as_nobody_user_and_match_leave_out_processes_they_do_not_ask_for(nobody_env):
+    sleeper = subprocess.Popen(["sleep", "60"])  # root's, and unreadable to nobody
+    try:
+        d = json.loads(run_as_nobody(nobody_env, "footprint", "--json").stdout)
+        assert d["denied"] >= 1 and d["complete"] is False  # all processes: root's are missing, and said
+        for args in (["--user", "nobody"], ["--match", "^no such command line$"]):
+            r = run_as_nobody(nobody_env, "footprint", "--json", *args)
+            d = json.loads(r.stdout)
+            # root's processes are not what was asked for: not 'missing' from the answer
+            assert d["denied"] == 0 and d["complete"] is True and d["notes"] == [], (args, d["notes"])
+        d = json.loads(run_as_nobody(nobody_env, "footprint", "--json", "--match", "^sleep 60$").stdout)
+        assert d["denied"] >= 1 and d["complete"] is False and d["processes"] == []  # asked for, not readable
+        assert any("not readable" in n for n in d["notes"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 # ------------------------------------------------------------------ --watch
 
 

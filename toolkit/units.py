@@ -38,6 +38,11 @@ def size_words(n) -> str:
     return f"{n} bytes" + (f" ({human_bytes(n)})" if n >= 1024 else "")
 
 
+def counted(n, noun: str, plural: str = "") -> str:
+    """'1 page', '2 pages', '3 processes': a count with its noun."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def human_seconds(s) -> str:
     if s is None:
         return "-"

@@ -11,6 +11,7 @@ from toolkit.measure.peer import PeerGroup
 from toolkit.measure.sandbox import run_isolated
 from toolkit.measure.setup import Samples, owner_phases, second_phases
 from toolkit.proc.system import memory_bound, read_limits, read_meminfo
+from toolkit.units import counted
 from toolkit.records import PHASES_NOTE, BenchResult, BenchRow, Phase
 from toolkit.units import size_words
 
@@ -203,13 +204,14 @@ def findings(result: BenchResult) -> list:
                 what = "one fault per page"
             else:
                 what = f"about {per_fault:.0f} pages mapped per fault (fault-around)"
-            out.append(f"{name}: a second process's first read of {r.pages} pages took {r.minor_faults} minor faults: "
+            out.append(f"{name}: a second process's first read of {counted(r.pages, 'page')} took "
+                       f"{counted(r.minor_faults, 'minor fault')}: "
                        f"{what}; {r.ns_per_page:.0f} ns per page.")
     for name in EXPLICIT:
         r = rows.get((name, big, "first_touch"))
         if r and r.median_s:
             unit = "huge page" if per_huge else "page"
-            out.append(f"{name}: first touch of {r.pages} fresh pages: {r.minor_faults} minor faults, "
+            out.append(f"{name}: first touch of {counted(r.pages, 'fresh page')}: {counted(r.minor_faults, 'minor fault')}, "
                        f"{r.ns_per_page:.0f} ns per page ({r.gb_per_s:.2f} GB/s): each {unit} is allocated and zeroed.")
     small = sizes[0]
     c = [(n, rows.get((n, small, "create")), rows.get((n, small, "attach"))) for n in EXPLICIT]

@@ -32,7 +32,7 @@ from toolkit.records import (
     SegmentsReport,
     SharedObject,
 )
-from toolkit.units import human_bytes, mode_string, owner_name
+from toolkit.units import counted, human_bytes, mode_string, owner_name
 
 DEV_SHM = "/dev/shm"
 SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose IPC logind may remove
@@ -262,8 +262,8 @@ def _completeness(fs, access, denied_pids, processes) -> tuple:
         notes.append(f"/proc is mounted with hidepid={access.hidepid}: other users' processes are invisible here, "
                      f"so only {processes} processes were seen (run as root to see all)")
     if denied_pids:
-        notes.append(f"{len(denied_pids)} processes not readable ({why_denied(fs, access, denied_pids)}): "
-                     "what they map is not shown")
+        notes.append(f"{counted(len(denied_pids), 'process', 'processes')} not readable ({why_denied(fs, access, denied_pids)}): "
+                     f"what {'it maps' if len(denied_pids) == 1 else 'they map'} is not shown")
     return not notes, tuple(notes)
 
 
@@ -588,6 +588,7 @@ def _one(fs, pid, need_smaps, held=None):
 
 
 def _look(fs, pid, need_smaps, held):
+    uid = cmd = None
     try:
         uid = fs.uid(pid)
         if need_smaps:
@@ -604,7 +605,12 @@ def _look(fs, pid, need_smaps, held):
         if held is not None:
             held.keep(fs, pid, uid, cmd)
     except AccessDenied:
-        return pid, None, "denied"
+        # who it is, where that can be read, so that --user and --match leave out what they do not ask for
+        try:
+            cmd = read_identity(pid, fs)[1]
+        except ShmkitError:
+            pass
+        return pid, (uid, cmd, None, None), "denied"
     except ZombieProcess:
         return pid, None, "zombie"
     except KernelThread:
@@ -651,7 +657,11 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
         if err == "denied":
             if pids:
                 raise AccessDenied(pid, f"process {pid}: {why_denied(fs, access, [pid])}")
-            denied.append(pid)
+            uid, cmd = data[:2]
+            # a process the filters leave out is not missing from the answer; one they cannot judge is
+            if not ((want_uid is not None and uid is not None and uid != want_uid)
+                    or (pattern and cmd is not None and not pattern.search(cmd))):
+                denied.append(pid)
             continue
         if err == "vanished":
             if pids:

@@ -5,7 +5,7 @@ import csv
 import io
 
 from toolkit.records import to_dict
-from toolkit.units import human_bytes, human_seconds
+from toolkit.units import counted, human_bytes, human_seconds
 
 COLUMNS = ("create", "attach", "mark", "first_touch", "detach", "destroy", "second_attach", "read_through",
            "second_detach", "first_call")
@@ -27,10 +27,6 @@ def csv_text(result) -> str:
     return out.getvalue()
 
 
-def _faults(n) -> str:
-    return f"{n} fault" + ("" if n == 1 else "s")
-
-
 def _cell(r):
     if r is None:
         return None
@@ -38,9 +34,9 @@ def _cell(r):
         return "—"
     text = human_seconds(r.median_s)
     if r.phase in ("first_touch", "read_through") and r.ns_per_page:
-        text += f"\n{_faults(r.minor_faults)}\n{r.ns_per_page:.0f} ns/page"
+        text += f"\n{counted(r.minor_faults, 'fault')}\n{r.ns_per_page:.0f} ns/page"
     elif r.minor_faults:
-        text += f"\n{_faults(r.minor_faults)}"
+        text += f"\n{counted(r.minor_faults, 'fault')}"
     return text
 
 
