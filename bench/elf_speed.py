@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-libdir = sys.argv[1] if len(sys.argv) > 1 else "/usr/lib/x86_64-linux-gnu"
+libdir = sys.argv[1] if len(sys.argv) > 1 else "/usr/lib/" + getattr(sys.implementation, "_multiarch", "x86_64-linux-gnu")
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 libs = []
 for p in sorted({os.path.realpath(p) for p in glob.glob(os.path.join(libdir, "*.so*"))}):

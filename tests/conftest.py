@@ -10,6 +10,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOBODY = 65534
+# this machine's multiarch library folder: x86_64-linux-gnu, aarch64-linux-gnu, ...
+LIBDIR = "/usr/lib/" + (getattr(sys.implementation, "_multiarch", None) or f"{os.uname().machine}-linux-gnu")
 
 
 def sysv_ids() -> set:

@@ -9,7 +9,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import REPO, run_as_nobody, run_shmkit
+from conftest import LIBDIR, REPO, run_as_nobody, run_shmkit
 
 from toolkit.proc.system import read_limits
 
@@ -45,7 +45,7 @@ def test_compare_table():
     (["--peers", "0"], "'--peers': must be at least 2"),
     (["--library", "/etc/hostname"], "not an ELF file"),
     (["--library", "no-such-lib-xyz"], "no shared library named"),
-    (["--library", "/usr/lib/x86_64-linux-gnu/libc.so"], "not an ELF file"),
+    (["--library", os.path.join(LIBDIR, "libc.so")], "not an ELF file"),
     (["--repeat", "0"], "must be at least 1"),
 ])
 def test_bad_input_one_line_no_traceback(args, needle):

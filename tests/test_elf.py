@@ -2,11 +2,13 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
-from conftest import REPO, run_as_nobody, run_shmkit
+from conftest import LIBDIR, REPO, run_as_nobody, run_shmkit
 from elfgen import make_elf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +21,6 @@ from toolkit.measure.peer import PeerGroup
 from toolkit.mechanisms import get as mechanism
 from toolkit.proc.maps import read_smaps
 
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
 
 
 def _system_libraries():
@@ -128,11 +129,64 @@ def test_live_join_of_libc_in_a_peer():
         assert code[0].kpagecount_min >= 1
 
 
+DELETED_LIB = """
+import ctypes, os, sys
+lib = ctypes.CDLL(sys.argv[1])
+os.unlink(sys.argv[1])  # as a package upgrade does: the process goes on running the old copy
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def _runs_a_deleted_library(folder, python=sys.executable, **kw):
+    path = os.path.join(folder, "libold.so.1")
+    with open(os.path.join(LIBDIR, "libz.so.1"), "rb") as src, open(path, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(path, 0o755)
+    proc = subprocess.Popen([python, "-c", DELETED_LIB, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, **kw)
+    assert proc.stdout.readline() == "ready\n"
+    return proc, path
+
+
+def test_a_library_deleted_after_it_was_mapped_is_shown_not_skipped(tmp_path, nobody_env):
+    proc, path = _runs_a_deleted_library(str(tmp_path))
+    try:
+        r = run_shmkit("elf", "--pid", str(proc.pid), "--json")
+        assert r.returncode == 0, r.stderr
+        old = [d for d in json.loads(r.stdout) if d["path"] == path]
+        assert len(old) == 1 and old[0]["deleted"] is True and "map_files" in old[0]["note"]
+        with open(f"/proc/{proc.pid}/maps") as f:
+            ranges = {tuple(int(x, 16) for x in line.split()[0].split("-")) for line in f if path in line}
+        assert {(m["start"], m["end"]) for m in old[0]["mappings"]} >= ranges  # every mapping of the old copy
+        table = run_shmkit("elf", "--pid", str(proc.pid), "libold", env={**os.environ, "COLUMNS": "300"}).stdout
+        assert f"{path} (deleted) in process {proc.pid}" in table
+        libs = json.loads(run_shmkit("footprint", "--by", "library", "--json", str(proc.pid)).stdout)["libraries"]
+        assert [u["deleted"] for u in libs if u["path"] == path] == [True]
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    # nobody's own process: the kernel opens map_files only for CAP_SYS_ADMIN, so it is said, not dropped
+    folder = tempfile.mkdtemp(prefix="shmkit-test-")  # pytest's tmp_path is in a folder only root may enter
+    try:
+        os.chown(folder, 65534, 65534)
+        proc, path = _runs_a_deleted_library(folder, nobody_env["python"], user=65534, group=65534,
+                                             extra_groups=[], cwd="/")
+        try:
+            r = run_as_nobody(nobody_env, "elf", "--pid", str(proc.pid), "libold")
+            assert r.returncode == 0 and f"{path} (deleted) not shown:" in r.stderr, r.stderr
+        finally:
+            proc.stdin.close()
+            proc.wait(10)
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_cli_json_and_several_paths(tmp_path):
     bad = tmp_path / "trunc.so"
     bad.write_bytes(open(os.path.join(LIBDIR, "libz.so.1"), "rb").read()[:100])
     r = run_shmkit("elf", "--json", os.path.join(LIBDIR, "libz.so.1"), str(bad), os.path.join(LIBDIR, "libc.so"),
-                   str(tmp_path), str(tmp_path / "missing"), "/usr/lib/x86_64-linux-gnu/libc.so.6")
+                   str(tmp_path), str(tmp_path / "missing"), os.path.join(LIBDIR, "libc.so.6"))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     docs = json.loads(r.stdout)
     assert [os.path.basename(d["path"]) for d in docs] == ["libz.so.1", "libc.so.6"]

@@ -587,6 +587,7 @@ class ObjectJoin(NamedTuple):
     mappings: tuple
     privileged: bool
     note: str = ""
+    deleted: bool = False  # the file was deleted after it was mapped: the process runs a copy no path names
 
 
 class PeerLayout(NamedTuple):
@@ -715,6 +716,7 @@ class LibraryUse(NamedTuple):
     rss_sum: int
     pss_sum: int
     physical_bytes: Optional[int]
+    deleted: bool = False  # mapped before the file was deleted or replaced (an upgrade): an old copy still used
 
 
 class FootprintReport(NamedTuple):

@@ -25,9 +25,13 @@ def elf(paths, pid, aslr, as_json):
         from toolkit.proc.pagemap import kpagecount_readable, probe_pfns_visible
 
         privileged = probe_pfns_visible() and kpagecount_readable()
-        joined = []
+        joined, skipped = [], []
         for lib in (paths or (None,)):
-            joined += join_pid(pid, lib, privileged)
+            joined += join_pid(pid, lib, privileged, skipped)
+        from toolkit.report.view import escape
+
+        for path, why in skipped:  # said, not silently missing from the answer
+            click.echo(f"shmkit: {escape(path)} not shown: {escape(why)}", err=True)
         if as_json:
             click.echo(json.dumps([report.join_to_json(i, j) for i, j in joined], indent=2))
         else:

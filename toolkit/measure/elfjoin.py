@@ -27,9 +27,15 @@ def _up(x):
     return -(-x // PAGE_SIZE) * PAGE_SIZE
 
 
-def join_object(pid, path: str, smaps, info: ElfInfo, privileged: bool) -> ObjectJoin:
+def join_object(pid, path: str, smaps, info: ElfInfo, privileged: bool, deleted: bool = False) -> ObjectJoin:
+    """`deleted`: the mappings of the file at `path` that was deleted (or replaced, as by an upgrade) after
+    it was mapped; a process can map both that one and the new file of the same name."""
     loads = info.loads()
-    mine = [e for e in smaps if e.mapping.path == path]
+
+    def of_object(m):
+        return m.path == path and m.deleted == deleted
+
+    mine = [e for e in smaps if of_object(e.mapping)]
     first = min(loads, key=lambda s: s.offset)
     zero = next((e for e in mine if e.mapping.offset == _down(first.offset)), None)
     if zero is None:
@@ -38,8 +44,8 @@ def join_object(pid, path: str, smaps, info: ElfInfo, privileged: bool) -> Objec
     rows = []
     for i, e in enumerate(smaps):
         m = e.mapping
-        is_file = m.path == path
-        is_bss = (not m.path and m.inode == 0 and i > 0 and smaps[i - 1].mapping.path == path
+        is_file = of_object(m)
+        is_bss = (not m.path and m.inode == 0 and i > 0 and of_object(smaps[i - 1].mapping)
                   and smaps[i - 1].mapping.end == m.start)
         if not (is_file or is_bss):
             continue
@@ -62,7 +68,9 @@ def join_object(pid, path: str, smaps, info: ElfInfo, privileged: bool) -> Objec
             private_dirty=e.get("Private_Dirty", 0), kpagecount_min=kmin, kpagecount_median=kmed,
             kpagecount_max=kmax, sharing=_fate(m.perms, is_bss, seg.flags),
         ))
-    return ObjectJoin(pid, path, base, tuple(rows), privileged)
+    note = (f"deleted from disk since it was mapped (replaced by an upgrade?): the process still runs this "
+            f"copy; its headers were read through /proc/{pid}/map_files") if deleted else ""
+    return ObjectJoin(pid, path, base, tuple(rows), privileged, note, deleted)
 
 
 def _fate(perms, bss, load_flags) -> str:
@@ -78,18 +86,21 @@ def _fate(perms, bss, load_flags) -> str:
 
 
 def loaded_objects(smaps) -> list:
-    """Paths of the ELF objects mapped in a process, in address order."""
+    """(path, deleted, first mapping) of each ELF object mapped in a process, in address order; a file
+    deleted after it was mapped is one too (the process still runs it)."""
     seen, out = set(), []
     for e in smaps:
-        p = e.mapping.path
-        if p.startswith("/") and p not in seen and not e.mapping.deleted and "x" in e.mapping.perms:
-            seen.add(p)
-            out.append(p)
+        m = e.mapping
+        key = (m.path, m.deleted)
+        if m.path.startswith("/") and key not in seen and "x" in m.perms:
+            seen.add(key)
+            out.append((m.path, m.deleted, m))
     return out
 
 
-def join_pid(pid: int, library: str | None = None, privileged: bool = False) -> list:
-    """Every loaded object of pid (or those whose path or name matches library), joined."""
+def join_pid(pid: int, library: str | None = None, privileged: bool = False, skipped: list | None = None) -> list:
+    """Every loaded object of pid (or those whose path or name matches library), joined. An object that
+    cannot be read is left out, and (path, why) goes to `skipped` where one is given."""
     try:
         smaps = read_smaps(pid)
     except AccessDenied as err:  # say why, as footprint does, not only which file
@@ -109,22 +120,27 @@ def join_pid(pid: int, library: str | None = None, privileged: bool = False) -> 
     objects = loaded_objects(smaps)
     if library:
         real = os.path.realpath(library) if os.path.sep in library else None
-        objects = [p for p in objects if p == real or p == library or os.path.basename(p).startswith(library)]
+        objects = [o for o in objects if o[0] == real or o[0] == library or os.path.basename(o[0]).startswith(library)]
         if not objects:
             raise NotFound(f"process {pid} has no library matching {library!r} mapped")
     out = []
-    for path in objects:
+    for path, deleted, first in objects:
         try:
-            info = read_elf(_reachable(pid, path))
-        except ShmkitError:
-            continue  # not an ELF we can read (e.g. a file in another mount namespace): skip
+            info = read_elf(_reachable(pid, path, deleted, first))
+        except ShmkitError as err:  # another mount namespace we cannot enter, a deleted file without root
+            if skipped is not None:
+                skipped.append((path + (" (deleted)" if deleted else ""), str(err)))
+            continue
         if not info.loads():
             continue
-        out.append((info, join_object(pid, path, smaps, info, privileged)))
+        out.append((info, join_object(pid, path, smaps, info, privileged, deleted)))
     return out
 
 
-def _reachable(pid, path):
-    """Read the object through /proc/PID/root where the process sees another file system."""
+def _reachable(pid, path, deleted=False, mapping=None):
+    """Where to read the object: a deleted file only through the mapping itself (/proc/PID/map_files,
+    which the kernel opens for CAP_SYS_ADMIN); one in another file system through /proc/PID/root."""
+    if deleted and mapping is not None:
+        return f"/proc/{pid}/map_files/{mapping.start:x}-{mapping.end:x}"
     via_root = f"/proc/{pid}/root{path}"
     return path if os.path.exists(path) else via_root

@@ -138,6 +138,7 @@ def render_elf(info, out, width: int | None = None) -> None:
 
 def join_to_json(info, joined) -> dict:
     return {"path": joined.path, "pid": joined.pid, "base": joined.base, "privileged": joined.privileged,
+            "deleted": joined.deleted, "note": joined.note or None,
             "mappings": [m._asdict() for m in joined.mappings],
             "elf": {"layout": info.layout, "relro": info.relro, "textrel": info.textrel}}
 
@@ -170,8 +171,9 @@ def join_view(joined):
         Column("fate", lambda m: m.sharing, text=True, key="sharing"),
     )
     notes = () if joined.privileged else ("'mapped by' (kpagecount min/median/max) needs root: unavailable",)
-    return View(f"{joined.path} in process {joined.pid}, loaded at 0x{joined.base:x}", cols, list(joined.mappings),
-                notes)
+    notes += (joined.note,) if joined.note else ()
+    title = f"{joined.path}{' (deleted)' if joined.deleted else ''} in process {joined.pid}, loaded at 0x{joined.base:x}"
+    return View(title, cols, list(joined.mappings), notes)
 
 
 def render_join(info, joined, console) -> None:
