@@ -59,6 +59,8 @@ class Peer:
             bufsize=0, env=env, preexec_fn=preexec_fn, **extra,
         )
         self.pid = self.proc.pid
+        # a preexec_fn may say what its own exit statuses mean (sandbox.enter: which step the kernel refused)
+        self._exit_meanings = getattr(preexec_fn, "exit_meanings", {})
         self._oom_before = _oom_kills()
         self._buf = b""
         self.busy = False  # a request sent, its answer not read yet
@@ -128,6 +130,8 @@ class Peer:
         err = self._last_error()
         verb = "died" if rc < 0 else "exited"
         how = describe_exit(rc)
+        if rc in self._exit_meanings:
+            how += f": {self._exit_meanings[rc]}"
         if rc == -signal.SIGKILL:
             how += self._oom_story()
         return PeerFailed(f"peer {self.pid} {verb} during {what} ({how})" + (f": {err}" if err else ""),

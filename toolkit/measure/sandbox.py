@@ -57,6 +57,12 @@ def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None =
             if _libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", 0, f"mode=1777{size}".encode()) != 0:
                 os._exit(99)
 
+    user = " (in a new user namespace: this kernel may not allow them to unprivileged users)" if uid != 0 else ""
+    preexec.exit_meanings = {
+        97: f"the kernel refused new namespaces (unshare){user}",
+        98: "the kernel refused the user namespace's id maps or a private mount tree",
+        99: "the kernel refused a tmpfs on /dev/shm in the new mount namespace",
+    }
     return preexec
 
 

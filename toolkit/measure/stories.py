@@ -172,10 +172,8 @@ def _permissions(progress=None) -> Story:
 
 def _namespaces(progress=None) -> Story:
     title = "Namespaces: where each kind is visible"
-    if os.geteuid() != 0:
-        why = "new IPC and mount namespaces need CAP_SYS_ADMIN (run as root)"
-        return Story("namespaces", title, (Step("a new IPC namespace hides System V segments", (), None, why),),
-                     "could not be shown: " + why, why)
+    # not root: sandbox.enter makes the namespaces inside a new user namespace, where the kernel allows
+    # that; whether it does is learnt from the peer, not assumed
     sysv, posix = mechanisms.get("sysv"), mechanisms.get("posix")
     steps = []
     with Janitor():
