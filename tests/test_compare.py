@@ -134,3 +134,19 @@ def test_size_beyond_memory_is_refused():
     lim = read_limits()
     with pytest.raises(LimitExceeded):
         run_compare(lim.dev_shm_free + (1 << 30), 2)
+
+
+def test_a_size_that_is_not_whole_pages_is_measured_against_the_pages_it_holds():
+    from toolkit.report.compare import findings
+
+    size = PAGE_SIZE + 904  # two pages' worth of kernel memory for a little more than one page
+    c = run_compare(size=size, peers=2, repeat=1)
+    for m in c.mechanisms:
+        if m.mechanism in ("sysv", "posix"):
+            assert m.footprint.rss_sum == 2 * 2 * PAGE_SIZE  # each of 2 peers maps both pages
+    lines = [ln for ln in findings(c) if "Rss counts" in ln]
+    assert len(lines) == 2 and all("the region's 2 pages 2.0 times over 2 peers" in ln for ln in lines), lines
+    assert all("Pss sums to 1.00 x" in ln for ln in lines), lines
+    shmem = next(ln for ln in findings(c) if ln.startswith("/proc/meminfo Shmem"))
+    grew = c.shmem_during - c.shmem_before
+    assert (grew == 2 * 2 * PAGE_SIZE) or "lags" in shmem, shmem  # the kernel's per-CPU batches, said

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from toolkit.records import PHASES, Comparison, to_dict
-from toolkit.units import human_bytes, human_seconds
+from toolkit.units import counted, human_bytes, human_seconds
 
 NEEDS_ROOT = "unavailable (needs root)"
 
@@ -141,15 +141,27 @@ def findings(c: Comparison) -> list:
     lib_setup = next((m.setup for m in c.mechanisms if m.mechanism == "dso_text"), None)
     if lib_setup is not None and lib_setup.note:
         out.append(f"library setup: {lib_setup.note}.")
+    # the kernel gives whole pages: a 5000-byte region holds two, and the ratios are to what it holds
+    pages = -(-c.size_bytes // c.page_size)
+    held = pages * c.page_size
+    region = "the region" if held == c.size_bytes else f"the region's {counted(pages, 'page')}"
+    explicit = 0
     for m in c.mechanisms:
         f = m.footprint
         if m.mechanism in ("sysv", "posix") and f.per_peer:
-            out.append(f"{m.title}: Rss counts the region {f.rss_sum / max(1, f.region_bytes):.1f} times over "
-                       f"{len(f.per_peer)} peers; Pss sums to {f.pss_sum / max(1, f.region_bytes):.2f} x the region"
-                       + (f"; physical pages: {f.physical_bytes / max(1, f.region_bytes):.2f} x." if f.physical_bytes is not None else "."))
+            explicit += held
+            out.append(f"{m.title}: Rss counts {region} {f.rss_sum / held:.1f} times over "
+                       f"{len(f.per_peer)} peers; Pss sums to {f.pss_sum / held:.2f} x {region}"
+                       + (f"; physical pages: {f.physical_bytes / held:.2f} x." if f.physical_bytes is not None else "."))
     if c.shmem_before is not None and c.shmem_during is not None:
-        out.append(f"/proc/meminfo Shmem: {human_bytes(c.shmem_before)} before, {human_bytes(c.shmem_during)} "
-                   f"while the regions were held (+{human_bytes(c.shmem_during - c.shmem_before)}).")
+        grew = c.shmem_during - c.shmem_before
+        line = (f"/proc/meminfo Shmem: {human_bytes(c.shmem_before)} before, {human_bytes(c.shmem_during)} "
+                f"while the regions were held ({'+' if grew >= 0 else '-'}{human_bytes(abs(grew))})")
+        if explicit and grew != explicit:
+            # NR_SHMEM is summed from per-CPU deltas that are folded in batches (mm/vmstat.c thresholds)
+            line += (f"; the regions hold {human_bytes(explicit)}: the kernel adds each CPU's changes to this "
+                     "total in batches (up to 125 pages per CPU), so it lags, and other processes change it too")
+        out.append(line + ".")
     out.extend(c.notes)
     return out
 
