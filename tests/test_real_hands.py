@@ -104,6 +104,18 @@ def test_prose_wraps_to_the_width_and_loses_nothing(text, width):
     assert "".join(lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
 
 
+@given(st.lists(st.sampled_from(["28.0", "KiB", "0", "B", "7.5", "µs,", "µs", "word", "a"]), max_size=30),
+       st.integers(min_value=9, max_value=40))
+def test_a_number_and_its_unit_are_not_parted_by_a_line_break(tokens, width):
+    from toolkit.report.view import wrap
+
+    lines = wrap(" ".join(tokens), width)
+    for upper, lower in zip(lines, lines[1:]):
+        first = lower.split(" ")[0]
+        assert not (upper[-1:].isdigit() and first in ("KiB", "B", "µs")), (upper, lower)
+    assert " ".join(lines).split() == " ".join(tokens).split()
+
+
 def test_wide_characters_keep_the_columns_aligned():
     from toolkit.report.view import Column, Console, View, cell_len, render
 

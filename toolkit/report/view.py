@@ -171,6 +171,20 @@ def _chop(word: str, width: int) -> list:
     return out + [piece]
 
 
+_UNITS = frozenset(("B", "KiB", "MiB", "GiB", "TiB", "ns", "µs", "ms", "s", "pages", "page", "faults", "fault"))
+
+
+def _words(body: str) -> list:
+    """The words of a line, a number and its unit as one ('28.0 KiB'), so that no break parts them."""
+    words = []
+    for word in body.split(" "):
+        if words and word in _UNITS and words[-1][-1:].isdigit():
+            words[-1] += " " + word
+        else:
+            words.append(word)
+    return words
+
+
 def wrap(text: str, width: int) -> list:
     """Lines of at most `width` columns: broken at spaces, a longer word folded; the text's own line breaks
     and a line's leading indent kept."""
@@ -183,7 +197,7 @@ def wrap(text: str, width: int) -> list:
         body = para.lstrip(" ")
         indent = para[: len(para) - len(body)] if len(para) - len(body) < width // 2 else ""
         line, fresh = indent, True  # fresh: nothing but the indent on this line yet
-        for word in body.split(" "):
+        for word in _words(body):
             candidate = line + word if fresh else line + " " + word
             if cell_len(candidate) <= width:
                 line, fresh = candidate, False
