@@ -343,12 +343,22 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
             e2 = find_mapping(read_smaps(g[0].pid), lo)
             after = read_pagemap(g[0].pid, page, page + 1)
             file_after = after.file_or_shared_anon[0]
+            clean_bytes = e.get("Shared_Clean", 0) + e.get("Private_Clean", 0)
+            smaps_says = f"smaps: Shared_Clean + Private_Clean {clean_bytes} bytes"
+            if clean_bytes < len(clean) * PAGE_SIZE:
+                # a file written a moment ago (a library just built) has pages dirty in the page cache,
+                # which smaps counts as dirty although no process wrote them: pagemap is the witness here
+                smaps_says += (f", Private_Dirty {pd0} bytes: the file was written recently, and smaps counts "
+                               "its pages that the page cache has not yet written back as dirty")
+            moved = (f", PFN {rng.pfns[clean[0]]:#x} -> {after.pfns[0]:#x}"
+                     if after.pfns_visible and after.pfns[0] is not None and rng.pfns[clean[0]] is not None else "")
             steps.append(Step(
                 "Data pages nobody wrote are still shared with the page cache until the first write",
-                (f"{chosen}: its rw-p mapping has {len(clean)} of {len(rng)} pages still the page cache's "
-                 f"(Shared_Clean/Private_Clean {e.get('Shared_Clean', 0) + e.get('Private_Clean', 0)} bytes)",
-                 f"one write to one of them: Private_Dirty {pd0} -> {e2.get('Private_Dirty', 0)} bytes, "
-                 f"the page is {'still the file' if file_after else 'now anonymous (a private copy)'}"),
+                (f"{chosen}: pagemap shows {len(clean)} of {len(rng)} pages of its rw-p mapping still the "
+                 f"file's pages in the page cache ({smaps_says})",
+                 f"one write to one of them: the page is "
+                 f"{'still the file' if file_after else 'now anonymous (a private copy)'}{moved}; Private_Dirty "
+                 f"{pd0} -> {e2.get('Private_Dirty', 0)} bytes"),
                 # the page turning from the file's into an anonymous one is the proof; Private_Dirty may
                 # already count page-cache pages that are dirty in the cache (a file just written)
                 not file_after and (not after.pfns_visible or after.pfns[0] != rng.pfns[clean[0]])))
