@@ -182,6 +182,13 @@ def test_segments_of_another_ipc_namespace_and_dev_shm_mount_are_listed_with_the
         assert where.where == f"/proc/{peer.pid}/root/dev/shm" and where.used_bytes >= 0 and not where.full
         d = json.loads(run_shmkit("segments", "--json").stdout)
         assert any(o["namespace"] == mnt_ns for o in d["posix"]) and len(d["dev_shm"]) >= 2
+        # the ledger too: a new IPC namespace's first segment is shmid 0, which maps show as inode 0
+        assert handles["sysv"]["shmid"] == 0
+        peer.call("touch", region="sysv", write=True, work=1 << 20)
+        objs = json.loads(run_shmkit("footprint", "--by", "object", "--json").stdout)["objects"]
+        seg = [o for o in objs if o["kind"] == "sysv" and o["ipc_namespace"] == ipc_ns]
+        assert len(seg) == 1 and seg[0]["shmid"] == 0 and seg[0]["processes"] == 1, seg
+        assert seg[0]["rss_sum_bytes"] == seg[0]["pss_sum_bytes"] == 1 << 20  # one mapper, every page touched
     finally:
         peer.close()  # the namespace, and everything in it, goes with it
 

@@ -90,7 +90,9 @@ def _process(fs: ProcFS, h, pid, tmpfs_by_ns):
         if kind == "other_file" and perms[i][3] == _SHARED and table.headers[i][3].decode() in tmpfs:
             kind = "tmpfs"  # a shared mapping of a file on some other tmpfs
         pss[kind] += pss_col[i]
-        if kind in SHARED_KINDS and table.headers[i][4] != b"0":
+        # a file's inode 0 is no object; but a System V mapping's inode is its shmid, and the first segment
+        # of every new IPC namespace (each container's) is shmid 0
+        if kind in SHARED_KINDS and (kind == "sysv" or table.headers[i][4] != b"0"):
             m = table.mapping(i)
             shared.append((kind, m, rss_col[i] + huge_col[i], pss_col[i] + huge_col[i]))
     return pid, (cg, ipc_ns, mnt_ns, pss, shared), None

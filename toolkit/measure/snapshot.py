@@ -216,7 +216,8 @@ def _shared_ranges(fs):
             continue
         for e, k in zip(entries, classify(entries)):
             kind = _FROM_CLASSIFY.get(k, "anon")
-            if (kind in SHARED_KINDS or (kind == "other_file" and e.mapping.shared)) and e.mapping.inode:
+            if (kind in SHARED_KINDS or (kind == "other_file" and e.mapping.shared)) and (
+                    kind == "sysv" or e.mapping.inode):  # shmid 0 is a segment (the ledger's rule)
                 yield pid, e.mapping.start, e.mapping.end
 
 
