@@ -162,6 +162,18 @@ def test_a_closed_pipe_ends_quietly_with_status_0(args):
     assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
+@pytest.mark.parametrize("args", [[], ["segments", "--json"], ["footprint"], ["elf", LIBC]])
+def test_a_closed_stdout_is_one_line_and_status_1(args):
+    # `shmkit ... >&-`: Python starts with sys.stdout None, and the first write was a traceback
+    r = subprocess.run([sys.executable, "-m", "toolkit", *args], stderr=subprocess.PIPE, text=True, cwd=REPO,
+                       preexec_fn=lambda: os.close(1), timeout=60)
+    assert r.returncode == 1 and r.stderr == "Error: standard output is closed\n", r.stderr
+    # and a closed stderr loses the message, not the exit status
+    r = subprocess.run([sys.executable, "-m", "toolkit", "footprint", "999999999"], stdout=subprocess.PIPE,
+                       cwd=REPO, preexec_fn=lambda: os.close(2), timeout=60)
+    assert r.returncode == 1 and r.stdout == b""
+
+
 def test_no_arguments_prints_the_help():
     r = run_shmkit()
     assert r.returncode == 0 and r.stdout.startswith("Usage: shmkit") and "compare" in r.stdout

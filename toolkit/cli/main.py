@@ -76,9 +76,44 @@ def _encodable_output():
             stream.reconfigure(errors="shmkit-plain")
 
 
+class _ClosedStream:
+    """What stands for a standard stream that was closed when we started (`shmkit ... >&-`), where Python
+    leaves None and the first write was an AttributeError traceback: the write fails as writing to a
+    closed descriptor does, and the CLI edge says so in one line."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def write(self, text):
+        import errno
+
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        import io
+
+        raise io.UnsupportedOperation(f"{self.name} is closed")
+
+
+def _closed_streams():
+    import os
+
+    if sys.stderr is None:  # nowhere to say anything: what would go there is dropped
+        sys.stderr = open(os.devnull, "w")
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream("standard output")
+
+
 def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+    _closed_streams()
     _encodable_output()
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -107,6 +142,9 @@ def main(argv=None):
 
         click.echo(f"Error: {escape(err.format_message())}", err=True)
         sys.exit(err.exit_code)
+    except OSError as err:  # writing what is outside a command (the help) to a closed or full stream
+        click.echo(f"Error: {err.strerror or err}", err=True)
+        sys.exit(1)
     except (KeyboardInterrupt, click.Abort):
         click.echo("shmkit: interrupted", err=True)
         sys.exit(130)
