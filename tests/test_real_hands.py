@@ -174,6 +174,18 @@ def test_a_closed_stdout_is_one_line_and_status_1(args):
     assert r.returncode == 1 and r.stdout == b""
 
 
+def test_too_few_descriptors_is_one_line_naming_the_limit():
+    import resource
+
+    def few():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (12, 12))
+
+    r = subprocess.run([sys.executable, "-m", "toolkit", "compare", "--size", "4K", "--peers", "2", "--repeat", "1"],
+                       capture_output=True, text=True, cwd=REPO, preexec_fn=few, timeout=60)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Too many open files" in r.stderr and "RLIMIT_NOFILE" in r.stderr and "12" in r.stderr
+
+
 def test_no_arguments_prints_the_help():
     r = run_shmkit()
     assert r.returncode == 0 and r.stdout.startswith("Usage: shmkit") and "compare" in r.stdout

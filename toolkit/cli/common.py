@@ -89,9 +89,21 @@ def library_errors(fn):
         except BrokenPipeError:
             quiet_on_closed_pipe()  # here, before click's own EPIPE handling (exit 1) sees it
         except OSError as err:
-            raise click.ClickException(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")) from err
+            raise click.ClickException(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+                                       + _which_limit(err)) from err
 
     return wrapper
+
+
+def _which_limit(err: OSError) -> str:
+    """The limit behind EMFILE, which names none: peers and scans hold descriptors."""
+    import errno
+    import resource
+
+    if err.errno != errno.EMFILE:
+        return ""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return f" (this process may hold {soft}: RLIMIT_NOFILE, ulimit -n)"
 
 
 def console(stderr=False):
