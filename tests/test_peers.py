@@ -188,6 +188,30 @@ def test_a_group_that_cannot_fit_is_refused_before_it_starts():
         check_room_for_peers(20, peer.pid)  # a small group fits: no error
 
 
+def test_a_group_beyond_rlimit_nofile_raises_the_soft_limit_or_is_refused_at_once():
+    script = textwrap.dedent("""
+        import resource, sys
+        from toolkit.errors import LimitExceeded
+        from toolkit.measure.peer import PeerGroup
+        soft, hard = int(sys.argv[1]), int(sys.argv[2])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        try:
+            with PeerGroup(40) as g:  # 120 descriptors for their pipes alone
+                print("started", len(g), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        except LimitExceeded as err:
+            print("refused", err)
+    """)
+    def run(soft, hard):
+        return subprocess.run([sys.executable, "-c", script, str(soft), str(hard)], capture_output=True, text=True,
+                              cwd=REPO, timeout=120).stdout.split()
+
+    out = run(64, 4096)  # the soft limit is ours to raise
+    assert out[:2] == ["started", "40"] and 120 < int(out[2]) <= 4096, out
+    t0 = time.monotonic()
+    out = run(64, 64)  # the hard one is not: refused before 40 interpreters are started
+    assert out[0] == "refused" and "RLIMIT_NOFILE allows 64" in " ".join(out) and time.monotonic() - t0 < 20, out
+
+
 def test_rlimit_nproc_counts_only_this_users_processes(nobody_env):
     """RLIMIT_NPROC bounds one user's processes: a group that fits beside them runs, however many
     processes other users have; one that does not is refused, naming the limit."""

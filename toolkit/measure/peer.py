@@ -254,6 +254,31 @@ def check_room_for_peers(n: int, first_pid: int, fs=None) -> None:
             raise LimitExceeded(
                 f"{n} peers do not fit in memory: each takes about {size_words(own)} of its own (measured on "
                 f"the first), {n - 1} more need {size_words(own * (n - 1))}, and {size_words(bound)} is {what}")
+    _room_for_descriptors(n)
+
+
+FDS_PER_PEER = 3  # we hold the write end of its stdin and the read ends of its stdout and stderr
+
+
+def _room_for_descriptors(n: int) -> None:
+    """Each peer costs us descriptors; a group beyond RLIMIT_NOFILE failed with EMFILE after seconds of
+    starting peers. The soft limit is raised towards the hard one, as the kernel lets any process do
+    (systemd's advice for programs that need many); beyond the hard limit the group is refused first."""
+    from toolkit.errors import LimitExceeded
+
+    try:
+        held = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return
+    need = held + FDS_PER_PEER * n + 16  # and a few for the reads of /proc while they run
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if need <= soft:
+        return
+    if hard == resource.RLIM_INFINITY or need <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        return
+    raise LimitExceeded(f"{n} peers do not fit: they need about {need} open descriptors here and RLIMIT_NOFILE "
+                        f"allows {hard} (ulimit -n; raise the hard limit, or use fewer peers)")
 
 
 class PeerGroup:
