@@ -262,23 +262,19 @@ FDS_PER_PEER = 3  # we hold the write end of its stdin and the read ends of its 
 
 def _room_for_descriptors(n: int) -> None:
     """Each peer costs us descriptors; a group beyond RLIMIT_NOFILE failed with EMFILE after seconds of
-    starting peers. The soft limit is raised towards the hard one, as the kernel lets any process do
-    (systemd's advice for programs that need many); beyond the hard limit the group is refused first."""
+    starting peers. The soft limit is raised towards the hard one; beyond that the group is refused first."""
     from toolkit.errors import LimitExceeded
+    from toolkit.proc.system import raise_nofile
 
     try:
         held = len(os.listdir("/proc/self/fd"))
     except OSError:
         return
     need = held + FDS_PER_PEER * n + 16  # and a few for the reads of /proc while they run
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if need <= soft:
-        return
-    if hard == resource.RLIM_INFINITY or need <= hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-        return
-    raise LimitExceeded(f"{n} peers do not fit: they need about {need} open descriptors here and RLIMIT_NOFILE "
-                        f"allows {hard} (ulimit -n; raise the hard limit, or use fewer peers)")
+    allowed = raise_nofile(need)
+    if allowed < need:
+        raise LimitExceeded(f"{n} peers do not fit: they need about {need} open descriptors here and "
+                            f"RLIMIT_NOFILE allows {allowed} (ulimit -n; raise the hard limit, or use fewer peers)")
 
 
 class PeerGroup:

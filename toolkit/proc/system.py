@@ -83,3 +83,21 @@ def memory_bound(nbytes: int, limits: Limits):
         return (f"the memory limit of cgroup {limits.cgroup} ({size_words(limits.cgroup_limit)}): the OOM killer "
                 "would end the run")
     return None
+
+
+def raise_nofile(want: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards `want`, as far as the hard limit lets any process
+    (systemd's advice for programs that hold many descriptors); the soft limit it has now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return want if soft == resource.RLIM_INFINITY else soft
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
