@@ -182,6 +182,14 @@ def test_segments_of_another_ipc_namespace_and_dev_shm_mount_are_listed_with_the
         assert where.where == f"/proc/{peer.pid}/root/dev/shm" and where.used_bytes >= 0 and not where.full
         d = json.loads(run_shmkit("segments", "--json").stdout)
         assert any(o["namespace"] == mnt_ns for o in d["posix"]) and len(d["dev_shm"]) >= 2
+        # an id or name of another namespace means nothing in ours: the way in is named
+        assert all(o["via_pid"] is None for o in d["sysv"] if o["namespace"] == os.readlink("/proc/self/ns/ipc"))
+        assert [o["via_pid"] for o in d["posix"] if o["namespace"] == mnt_ns] == [peer.pid]
+        if os.geteuid() == 0:
+            theirs = [o for o in d["sysv"] if o["namespace"] == ipc_ns]
+            assert [o["via_pid"] for o in theirs] == [peer.pid]
+            table = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"}).stdout
+            assert f"IPC namespace of pid {peer.pid}" in table and f"/dev/shm of pid {peer.pid}" in table
         # the ledger too: a new IPC namespace's first segment is shmid 0, which maps show as inode 0
         assert handles["sysv"]["shmid"] == 0
         peer.call("touch", region="sysv", write=True, work=1 << 20)
@@ -189,6 +197,10 @@ def test_segments_of_another_ipc_namespace_and_dev_shm_mount_are_listed_with_the
         seg = [o for o in objs if o["kind"] == "sysv" and o["ipc_namespace"] == ipc_ns]
         assert len(seg) == 1 and seg[0]["shmid"] == 0 and seg[0]["processes"] == 1, seg
         assert seg[0]["rss_sum_bytes"] == seg[0]["pss_sum_bytes"] == 1 << 20  # one mapper, every page touched
+        if os.geteuid() == 0:
+            peer.call("detach", region="sysv")  # an orphan now, in a namespace where ipcrm here cannot reach it
+            table = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"}).stdout
+            assert "in another namespace: nsenter --target PID --ipc ipcrm -m SHMID" in table, table
     finally:
         peer.close()  # the namespace, and everything in it, goes with it
 

@@ -668,6 +668,7 @@ class SharedObject(NamedTuple):
     inode: Optional[int] = None
     namespace: Optional[str] = None  # System V: its IPC namespace; POSIX: the mount namespace of its /dev/shm
     pinned: Optional[str] = None  # why its memory stays although nobody lists or maps it
+    via_pid: Optional[int] = None  # not in our namespace: a process in its own, through which it is reached
 
 
 class DevShm(NamedTuple):

@@ -344,7 +344,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=seg.rss, swap_bytes=seg.swap,
                 cpid=seg.cpid, lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
                 marked_for_removal=seg.marked_for_removal, namespace=ns,
-                pinned="no process attached and not marked for removal" if orphan else None,
+                pinned="no process attached and not marked for removal" if orphan else None, via_pid=pid,
             ))
     if unread_ns:
         notes.append(f"{unread_ns} other IPC namespace(s) not read: entering one needs root (CAP_SYS_ADMIN)")
@@ -354,11 +354,11 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     mnt_pids = {}
     for pid, ns in mnt_of.items():
         mnt_pids.setdefault(ns, []).append(pid)
-    places = [(DEV_SHM, own_mnt, mnt_pids.get(own_mnt, []))] + [
-        (f"/proc/{ps[0]}/root/dev/shm", ns, ps) for ns, ps in sorted(mnt_pids.items(), key=lambda kv: str(kv[0]))
-        if ns and ns != own_mnt]
+    places = [(DEV_SHM, own_mnt, mnt_pids.get(own_mnt, []), None)] + [
+        (f"/proc/{ps[0]}/root/dev/shm", ns, ps, ps[0])
+        for ns, ps in sorted(mnt_pids.items(), key=lambda kv: str(kv[0])) if ns and ns != own_mnt]
     posix, dev_shm = [], []
-    for where, ns, holders in places:
+    for where, ns, holders, via in places:
         try:
             root_st = fs.host_lstat(where)
         except (NotFound, AccessDenied, NoSuchProcess):
@@ -386,7 +386,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 mode=mode_string(st.st_mode),
                 # nothing we could see maps it; unknown unless we saw every process
                 attachers=who, orphan=(not who) if (who or complete) else None, **flags(st.st_mode, st.st_uid),
-                allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino, namespace=ns,
+                allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino, namespace=ns, via_pid=via,
             ))
     dev_shm = [d._replace(processes=tuple(sorted(mounts[_st(d.device)][2])[:8])) for d in dev_shm]
     for d in dev_shm:

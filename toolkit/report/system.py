@@ -40,6 +40,8 @@ def _flags(o) -> str:
         out.append("world-writable")
     elif o.world_readable:
         out.append("world-readable")
+    if o.via_pid is not None:  # its id or name means nothing in ours: ipcrm -m 0 here is another segment
+        out.append(f"{'IPC namespace' if o.kind == 'sysv' else '/dev/shm'} of pid {o.via_pid}")
     if o.other_user:
         out.append("other user")
     if o.remove_ipc:
@@ -136,6 +138,11 @@ def segments_renderables(r, console, changes=None) -> list:
     if orphans:
         out.append((f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
                         "stay until removed (ipcrm -m SHMID, rm /dev/shm/NAME) or reboot."))
+        elsewhere = [o for o in orphans if o.via_pid is not None]
+        if elsewhere:  # the commands above would act on our namespace: say how to reach theirs
+            out.append(f"{len(elsewhere)} of them in another namespace: "
+                       "nsenter --target PID --ipc ipcrm -m SHMID, or rm /proc/PID/root/dev/shm/NAME, "
+                       "with the PID their flags name.")
     if r.remove_ipc_policy == "yes":
         out.append(("systemd-logind runs with RemoveIPC=yes: objects of regular users (uid > 999) go when "
                         "their owner's last session ends."))
