@@ -387,6 +387,22 @@ def test_a_truncated_library_says_so_and_claims_nothing_it_cannot_know(tmp_path)
     assert full["textrel"] is False and full["relro"] in ("partial", "full") and full["truncated"] is None
 
 
+def test_a_pid_given_twice_or_a_threads_id_is_counted_once():
+    script = "import threading, time, os, sys; threading.Thread(target=time.sleep, args=(30,), daemon=True).start(); " \
+             "print(' '.join(os.listdir('/proc/self/task')), flush=True); sys.stdin.read()"
+    p = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        tid = next(int(t) for t in p.stdout.readline().split() if int(t) != p.pid)
+        alone = json.loads(run_shmkit("footprint", "--json", str(p.pid)).stdout)
+        twice = json.loads(run_shmkit("footprint", "--json", str(tid), str(p.pid), str(p.pid)).stdout)
+        assert [r["pid"] for r in twice["processes"]] == [p.pid]  # a thread's id is its process's memory
+        assert twice["totals"]["rss_bytes"] == twice["processes"][0]["rss_bytes"] > 0
+        assert abs(twice["totals"]["rss_bytes"] - alone["totals"]["rss_bytes"]) < 1 << 20  # not doubled
+    finally:
+        p.stdin.close()
+        p.wait(10)
+
+
 def test_zombies_and_kernel_threads_are_named():
     z = subprocess.Popen(["true"])
     deadline = time.monotonic() + 5

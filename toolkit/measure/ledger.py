@@ -110,11 +110,11 @@ def _object_key(kind, m, ipc_ns):
 def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
     """Every readable process, joined into cgroups and shared objects. Physical pages and charges are read
     where the process may (root); pfns=False leaves them out even then (a pagemap read per shared mapping)."""
-    from toolkit.proc.process import list_pids
+    from toolkit.proc.process import list_pids, processes_of
 
     fs = fs or default_fs()
     h = memory_hierarchy(fs)
-    candidates = list(pids) if pids else list_pids(fs)
+    candidates = processes_of(pids, fs) if pids else list_pids(fs)
     me = os.getpid() if not fs.recorded else None
     tmpfs_by_ns = {}
     results = _pool_map(lambda p: _process(fs, h, p, tmpfs_by_ns), [p for p in candidates if p != me])

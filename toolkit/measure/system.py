@@ -21,7 +21,7 @@ from toolkit.proc.access import hides_others, read_access, why_denied
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, parse_rollup, read_rollup, read_smaps, rollup_from_smaps
 from toolkit.proc.pagemap import read_pagemap
-from toolkit.proc.process import list_pids, read_identity
+from toolkit.proc.process import list_pids, processes_of, read_identity
 from toolkit.proc.system import parse_sysvipc_shm, read_sysvipc_shm
 from toolkit.records import (
     Attacher,
@@ -618,7 +618,7 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
     rollups open from one scan to the next (--watch on this machine)."""
     fs = fs or default_fs()
     access = read_access(fs)  # read once for the reasons and the privilege
-    candidates = list(pids) if pids else list_pids(fs)
+    candidates = processes_of(pids, fs) if pids else list_pids(fs)
     want_uid = None
     if user is not None:
         import pwd

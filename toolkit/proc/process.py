@@ -1,6 +1,7 @@
 """Processes: the list of pids, who owns each, what it is called."""
 from __future__ import annotations
 
+from toolkit.errors import ShmkitError
 from toolkit.proc.fs import ProcFS, default_fs
 
 
@@ -32,3 +33,19 @@ def read_identity(pid, fs: ProcFS | None = None) -> tuple:
     uid = int(status.get("Uid", "0").split()[0])
     cmd = read_cmdline(pid, fs) or f"[{status.get('Name', '?')}]"
     return uid, cmd
+
+
+def processes_of(pids, fs: ProcFS | None = None) -> list:
+    """The PIDs a user named, each once, in their order; a thread's id (which /proc also answers to,
+    with its process's memory) becomes its process's, so that nothing is counted twice."""
+    fs = fs or default_fs()
+    out, seen = [], set()
+    for pid in pids:
+        try:
+            tgid = int(read_status(pid, fs).get("Tgid", pid))
+        except (ShmkitError, ValueError):
+            tgid = pid  # gone or unreadable: the scan says which, for this number
+        if tgid not in seen:
+            seen.add(tgid)
+            out.append(tgid)
+    return out
