@@ -425,7 +425,8 @@ def test_zombies_and_kernel_threads_are_named():
 # ------------------------------------------------------------------ hostile names
 
 
-HOSTILE = [b"shmkit-test-new\nline", b"shmkit-test-tab\there", b"shmkit-test-esc\x1b[31mred", b"shmkit-test-\xff\xfe"]
+HOSTILE = [b"shmkit-test-new\nline", b"shmkit-test-tab\there", b"shmkit-test-esc\x1b[31mred", b"shmkit-test-\xff\xfe",
+           "shmkit-test-\u202eroot".encode()]  # a right-to-left override: the row would read backwards
 
 
 @pytest.fixture
@@ -451,6 +452,7 @@ def test_hostile_names_are_escaped_in_tables_and_json(hostile_names):
     assert "shmkit-test-new\\nline" in table and "shmkit-test-tab\\there" in table
     assert "shmkit-test-esc\\x1b[31mred" in table and "shmkit-test-\\xff\\xfe" in table
     assert "\x1b" not in table and "line" not in [ln.strip() for ln in table.splitlines()]  # no fake row
+    assert "shmkit-test-\\u202eroot" in table and "\u202e" not in table
     raw = subprocess.run([sys.executable, "-m", "toolkit", "segments", "--json"], cwd=REPO, capture_output=True)
     raw.stdout.decode("utf-8")  # strictly valid UTF-8
     d = json.loads(raw.stdout)  # and strict JSON

@@ -69,12 +69,16 @@ def cell(col: Column, row) -> str:
 
 _CONTROL = {c: f"\\x{c:02x}" for c in list(range(0x20)) + list(range(0x7F, 0xA0))}
 _CONTROL.update({0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r", 0x5C: "\\\\"})
+# bidirectional controls reorder what follows on the line (a name could make a row read backwards, the
+# "Trojan Source" trick), and the Unicode line and paragraph separators break lines in some viewers
+_CONTROL.update({c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                             *range(0x2066, 0x206A), 0x2028, 0x2029)})
 
 
 def escape(text) -> str:
     """Printable, one-line, valid UTF-8 text of any name: control characters as \\n, \\t, \\x1b;
-    bytes that are not UTF-8 (surrogate-escaped by os.listdir) as \\xff; a backslash doubled, so that
-    no crafted name can fake another row or pass for an escape."""
+    bidirectional controls as \\u202e; bytes that are not UTF-8 (surrogate-escaped by os.listdir) as
+    \\xff; a backslash doubled, so that no crafted name can fake another row or pass for an escape."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     out = text.translate(_CONTROL)
