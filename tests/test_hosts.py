@@ -193,3 +193,20 @@ def test_recorded_cgroup_hosts_v1_and_v2(host, version):
     r = run_shmkit("footprint", "--by", "cgroup", "--json", "--root", fs.host_root)
     d = json.loads(r.stdout)
     assert d["cgroup_version"] == version and {g["cgroup"] for g in d["groups"]} == {"/shop/web", "/shop/db"}
+
+
+def test_a_recording_without_cgroup_files_or_pagemaps_counts_every_process_and_knows_no_false_zero(host):
+    """The base recording has neither /proc/PID/cgroup nor pagemap: the ledger once dropped both processes
+    as 'exited' (an empty table, complete: true) and, as root, put 0 B where physical pages were unknown."""
+    root = host("no-systemd")
+    d = json.loads(run_shmkit("footprint", "--by", "cgroup", "--json", "--root", root).stdout)
+    assert [(g["cgroup"], g["processes"]) for g in d["groups"]] == [(None, 2)]
+    assert d["groups"][0]["pss_bytes"]["sysv"] == d["groups"][0]["pss_bytes"]["posix"] == 1 << 20
+    assert d["groups"][0]["charged_bytes"] is None
+    assert any("cgroup of 2 processes is unknown" in n for n in d["notes"]), d["notes"]
+    objs = json.loads(run_shmkit("footprint", "--by", "object", "--json", "--root", root).stdout)["objects"]
+    shm = [o for o in objs if o["kind"] in ("sysv", "posix")]
+    assert len(shm) == 2 and all(o["physical_bytes"] is None and o["charged_to"] is None for o in shm), shm
+    assert all(o["rss_sum_bytes"] == 1 << 20 for o in shm)
+    table = run_shmkit("footprint", "--by", "cgroup", "--root", root, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "touched them first" not in table.split("Pss by kind")[0]  # no claim about charges nobody read

@@ -24,6 +24,7 @@ from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import read_smaps_table
 from toolkit.proc.pagemap import read_kpagecgroup, read_pagemap
 from toolkit.proc.system import read_sysvipc_shm
+from toolkit.units import counted
 from toolkit.records import CgroupUse, Ledger, LedgerObject, LibraryCopies
 
 KINDS = ("anon", "sysv", "posix", "memfd", "tmpfs", "library_text", "library_data", "other_file", "hugetlb")
@@ -57,6 +58,19 @@ def _ns(fs: ProcFS, pid, kind) -> str | None:
         return None
 
 
+def _cgroup_of(fs: ProcFS, h, pid):
+    """The process's memory cgroup; None where there is no hierarchy, or where its cgroup file is missing
+    while the process is there (a recorded host made without it): the process is still counted."""
+    if not h:
+        return None
+    try:
+        return process_cgroup(pid, h, fs)
+    except (NoSuchProcess, NotFound):
+        if not fs.exists(pid):
+            raise
+        return None
+
+
 def _process(fs: ProcFS, h, pid, tmpfs_by_ns):
     """(pid, data or None, error kind) of one process: its cgroup, namespaces, Pss by kind and the mappings
     of shared objects. Runs in the scan's threads, so its Python work overlaps the other thread's smaps
@@ -66,7 +80,7 @@ def _process(fs: ProcFS, h, pid, tmpfs_by_ns):
         table = read_smaps_table(pid, fs, FIELDS)
         if not table.headers:
             return pid, None, "empty"  # a kernel thread or a zombie: no address space
-        cg = process_cgroup(pid, h, fs) if h else None
+        cg = _cgroup_of(fs, h, pid)
     except AccessDenied:
         return pid, None, "denied"
     except (NoSuchProcess, NotFound):
@@ -160,13 +174,16 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
             size_bytes=size, processes=len(procs), rss_sum_bytes=rss_sum, pss_sum_bytes=sum(x[4] for x in o["maps"]),
             physical_bytes=phys, saved_bytes=(rss_sum - phys) if phys is not None else None,
             used_by=tuple(sorted(used.items(), key=lambda kv: -kv[1])),
-            charged_to=tuple(sorted(charged[key]["to"].items(), key=lambda kv: -kv[1])) if key in charged else None,
+            charged_to=(tuple(sorted(charged[key]["to"].items(), key=lambda kv: -kv[1]))
+                        if charged.get(key, {}).get("to") is not None else None),
             device=None if o["kind"] == "sysv" else key[1], inode=key[2], ipc_namespace=o["ipc_ns"]))
     out_objects.sort(key=lambda o: -o.pss_sum_bytes)
+    # one object whose charges are unknown could be charged to any cgroup: then no cgroup's sum is known
+    unknown = sum(1 for c in charged.values() if c["to"] is None)
     cgroups = []
     for cg, g in groups.items():
         by_kind = {}
-        if charged:
+        if charged and not unknown:
             for key, c in charged.items():
                 kind = objects[key]["kind"]
                 if cg in c["to"]:
@@ -174,7 +191,14 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
         cgroups.append(CgroupUse(
             cgroup=cg, processes=len(g["pids"]), pss_bytes=g["pss"],
             memory_stat=memory_stat(cg, h, fs) if (h and cg is not None) else None,
-            charged_bytes=by_kind if pfns and charged is not None else None))
+            charged_bytes=by_kind if pfns and charged is not None and not unknown else None))
+    nameless = sum(g.processes for g in cgroups if g.cgroup is None)
+    if h and nameless:
+        notes = tuple(notes) + (f"the cgroup of {counted(nameless, 'process', 'processes')} is unknown ('?'): "
+                                "/proc/PID/cgroup could not be read (or, in a recording, was not recorded)",)
+    if unknown:
+        notes = tuple(notes) + (f"physical pages or charges unknown for {counted(unknown, 'object')}: a pagemap "
+                                "or /proc/kpagecgroup could not be read (or, in a recording, was not recorded)",)
     cgroups.sort(key=lambda c: -sum(v for k, v in c.pss_bytes.items() if k != "hugetlb"))
     if not access.privileged:
         notes += ("physical pages and the cgroup charged for them need root (pagemap PFNs, /proc/kpagecgroup)",)
@@ -201,24 +225,36 @@ def _charges(fs, h, objects, wanted):
         pfns = set()
         for pid, _cg, m, _rss, _pss in o["maps"]:
             try:
-                pfns.update(p for p in read_pagemap(pid, m.start, m.end, fs).pfns if p is not None)
+                rng = read_pagemap(pid, m.start, m.end, fs)
             except (NoSuchProcess, AccessDenied, NotFound):
-                continue
-        pfns_of[key] = pfns
-    every = set().union(*pfns_of.values()) if pfns_of else set()
+                if fs.exists(pid):  # there, but its pagemap could not be read (or was not recorded)
+                    pfns = None
+                    break
+                continue  # exited since: its pages are counted through the others' mappings
+            if not rng.pfns_visible:
+                pfns = None
+                break
+            pfns.update(p for p in rng.pfns if p is not None)
+        pfns_of[key] = pfns  # None: unknown, never a false 0
+    every = set().union(*(p for p in pfns_of.values() if p)) if pfns_of else set()
     try:
         owner = read_kpagecgroup(every, fs) if every else {}
-    except (AccessDenied, NotFound):
-        owner = {}
+    except (AccessDenied, NotFound, NoSuchProcess):
+        owner = None  # no charges known (kpagecgroup unreadable, or not recorded)
     paths = inode_paths(h, fs) if (h and owner) else {}
     out = {}
     for key, pfns in pfns_of.items():
-        to = {}
-        for p in pfns:
-            ino = owner.get(p)
-            if ino:
-                cg = paths.get(ino, f"(cgroup inode {ino})")
-                to[cg] = to.get(cg, 0) + fs.page_size
+        if pfns is None:
+            out[key] = {"physical": None, "to": None}
+            continue
+        to = None
+        if owner is not None:
+            to = {}
+            for p in pfns:
+                ino = owner.get(p)
+                if ino:
+                    cg = paths.get(ino, f"(cgroup inode {ino})")
+                    to[cg] = to.get(cg, 0) + fs.page_size
         out[key] = {"physical": len(pfns) * fs.page_size, "to": to}
     return out
 
