@@ -210,3 +210,5 @@ def test_a_recording_without_cgroup_files_or_pagemaps_counts_every_process_and_k
     assert all(o["rss_sum_bytes"] == 1 << 20 for o in shm)
     table = run_shmkit("footprint", "--by", "cgroup", "--root", root, env={**os.environ, "COLUMNS": "200"}).stdout
     assert "touched them first" not in table.split("Pss by kind")[0]  # no claim about charges nobody read
+    libs = json.loads(run_shmkit("footprint", "--by", "library", "--json", "--root", root).stdout)["libraries"]
+    assert libs and all(u["physical_bytes"] is None for u in libs)

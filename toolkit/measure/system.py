@@ -707,7 +707,9 @@ def _library_use(key, uses, privileged, fs) -> LibraryUse:
             try:
                 found = read_pagemap(pid, e.mapping.start, e.mapping.end, fs).distinct_pfns()
             except (NoSuchProcess, AccessDenied, NotFound):
-                continue
+                if not fs.exists(pid):
+                    continue  # exited since: what it mapped is counted through the others
+                found = None  # there, but unreadable (or not recorded): unknown, not 0
             if found is None:
                 pfns = None
                 break

@@ -268,6 +268,10 @@ def footprint_view(r, by, sort="pss") -> View:
         rows = _sorted_groups(aggregate_kinds(r), sort)
         return View(f"memory by kind over {len(r.processes)} processes", KIND_COLUMNS, rows)
     notes = () if r.privileged else ("physical: unavailable, it needs root (PFNs in pagemap)",)
+    unknown = sum(1 for u in r.libraries if u.physical_bytes is None)
+    if r.privileged and unknown:
+        notes += (f"physical: unknown for {unknown} of {len(r.libraries)} libraries, whose pagemap could not be "
+                  "read (or, in a recording, was not recorded)",)
     return View("libraries: RSS counts shared pages in every process, PSS divides them, physical counts them once",
                 LIBRARY_COLUMNS, list(r.libraries), notes)
 
