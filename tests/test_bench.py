@@ -120,6 +120,8 @@ def test_hugepages_run(reserved_hugepages):
         run_bench(sizes=[4096], mechs=("sysv",), repeat=1, huge=True)
     with pytest.raises(BadInput, match="tmpfs"):
         run_bench(sizes=[2 << 20], mechs=("posix",), repeat=1, huge=True)
+    with_dso = run_bench(sizes=[2 << 20], mechs=("anon", "dso"), repeat=2, huge=True)
+    assert any("--hugepages does not apply to a library" in n for n in with_dso.notes), with_dso.notes
 
 
 def test_cli_json_csv_plot_and_pin(tmp_path):

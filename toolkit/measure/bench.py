@@ -153,6 +153,9 @@ def _measure(sizes, mechs, repeat, huge, library, progress) -> dict:
         if "dso" in mechs:
             progress(f"dso {library or ''}".strip(), done, total)
             rows += _library_rows(library, repeat or 20, peer, notes)
+            if huge:  # the loader maps a library from the page cache, in base pages, whatever we ask
+                notes.append("dso: --hugepages does not apply to a library, which the loader maps from the page "
+                             "cache in base pages")
             done += 1
     progress("done", total, total)
     return {"rows": rows, "notes": notes}
