@@ -24,6 +24,9 @@ def elf(paths, pid, aslr, as_json):
         from toolkit.measure.elfjoin import join_pid
         from toolkit.proc.pagemap import kpagecount_readable, probe_pfns_visible
 
+        from toolkit.proc.process import processes_of
+
+        pid = processes_of([pid])[0]  # a thread's id: its process
         privileged = probe_pfns_visible() and kpagecount_readable()
         joined, skipped = [], []
         for lib in (paths or (None,)):
