@@ -579,7 +579,7 @@ def _one(fs, pid, need_smaps, held=None):
 
 
 def _look(fs, pid, need_smaps, held):
-    uid = cmd = None
+    uid = None
     try:
         uid = fs.uid(pid)
         if need_smaps:
@@ -596,12 +596,7 @@ def _look(fs, pid, need_smaps, held):
         if held is not None:
             held.keep(fs, pid, uid, cmd)
     except AccessDenied:
-        # who it is, where that can be read, so that --user and --match leave out what they do not ask for
-        try:
-            cmd = read_identity(pid, fs)[1]
-        except ShmkitError:
-            pass
-        return pid, (uid, cmd, None, None), "denied"
+        return pid, (uid, None, None, None), "denied"  # whose it is: --user leaves out what it does not ask for
     except ZombieProcess:
         return pid, None, "zombie"
     except KernelThread:
@@ -648,11 +643,15 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
         if err == "denied":
             if pids:
                 raise AccessDenied(pid, f"process {pid}: {why_denied(fs, access, [pid])}")
-            uid, cmd = data[:2]
             # a process the filters leave out is not missing from the answer; one they cannot judge is
-            if not ((want_uid is not None and uid is not None and uid != want_uid)
-                    or (pattern and cmd is not None and not pattern.search(cmd))):
-                denied.append(pid)
+            uid = data[0]
+            if want_uid is not None and uid is not None and uid != want_uid:
+                continue
+            if pattern:  # its command line is readable where its memory is not (read only when asked)
+                cmd = _command(fs, pid)
+                if cmd != "?" and not pattern.search(cmd):
+                    continue
+            denied.append(pid)
             continue
         if err == "vanished":
             if pids:
