@@ -23,16 +23,14 @@ def elf(paths, pid, aslr, as_json):
     if pid is not None:
         from toolkit.measure.elfjoin import join_pid
         from toolkit.proc.pagemap import kpagecount_readable, probe_pfns_visible
-
         from toolkit.proc.process import processes_of
+        from toolkit.report.view import escape
 
         pid = processes_of([pid])[0]  # a thread's id: its process
         privileged = probe_pfns_visible() and kpagecount_readable()
         joined, skipped = [], []
         for lib in (paths or (None,)):
             joined += join_pid(pid, lib, privileged, skipped)
-        from toolkit.report.view import escape
-
         for path, why in skipped:  # said, not silently missing from the answer
             click.echo(f"shmkit: {escape(path)} not shown: {escape(why)}", err=True)
         if as_json:
