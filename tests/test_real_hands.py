@@ -186,6 +186,26 @@ def test_too_few_descriptors_is_one_line_naming_the_limit():
     assert "Too many open files" in r.stderr and "RLIMIT_NOFILE" in r.stderr and "12" in r.stderr
 
 
+def _read_only_dev_shm():
+    """preexec_fn: a mount namespace of its own whose /dev/shm is an empty read-only tmpfs."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    MS_RDONLY, MS_REC, MS_PRIVATE = 1, 0x4000, 0x40000
+    if libc.unshare(0x00020000) != 0 or libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        os._exit(97)
+    if libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_RDONLY, None) != 0:
+        os._exit(98)
+
+
+def test_a_read_only_dev_shm_is_named_and_does_not_hide_behind_cleanup():
+    if os.geteuid() != 0:
+        pytest.skip("a mount namespace with a read-only /dev/shm is made as root here")
+    r = subprocess.run([sys.executable, "-m", "toolkit", "compare", "--size", "64K", "--peers", "2", "--repeat", "1"],
+                       capture_output=True, text=True, cwd=REPO, preexec_fn=_read_only_dev_shm, timeout=120)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    # the failure itself, not the cleanup's unlink of a name that was never made (EROFS too)
+    assert "cannot create a POSIX object in /dev/shm" in r.stderr and "Read-only file system" in r.stderr
+
+
 def test_no_arguments_prints_the_help():
     r = run_shmkit()
     assert r.returncode == 0 and r.stdout.startswith("Usage: shmkit") and "compare" in r.stdout

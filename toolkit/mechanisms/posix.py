@@ -42,6 +42,9 @@ class Posix(FdBacked):
             raise FileExistsError(errno.EEXIST, f"{handle.name} exists") from err
         except posix_ipc.PermissionsError as err:
             raise AccessDenied(handle.name, f"permission denied creating {handle.name}") from err
+        except OSError as err:  # a read-only or missing /dev/shm, a full one: say where
+            raise OSError(err.errno, f"cannot create a POSIX object in {DEV_SHM} "
+                                     f"(shm_open {handle.name}): {err.strerror}") from err
         self._hold(handle, shm.fd)
         if mode & 0o077:
             os.fchmod(shm.fd, mode)  # shm_open applies the umask; a demo that asks for 0666 means it
@@ -61,6 +64,9 @@ class Posix(FdBacked):
             posix_ipc.unlink_shared_memory(handle.name)
         except posix_ipc.ExistentialError:
             pass
+        except OSError:  # a read-only /dev/shm says EROFS even for a name that is not there
+            if os.path.lexists(os.path.join(DEV_SHM, handle.name.lstrip("/"))):
+                raise
         handle.marked = True
 
     def leftovers(self, creators, since: float) -> list:
