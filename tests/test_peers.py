@@ -47,6 +47,35 @@ def test_error_inside_a_peer_is_reported_and_nothing_leaks():
         assert group[0].call("info")["pid"] == group[0].pid  # still serving
 
 
+def test_a_peer_killed_by_sigbus_is_told_why_a_shared_mapping_does_that():
+    posix = mechanisms.get("posix")
+    h = posix.new_handle(1 << 20)
+    posix.create(h)
+    try:
+        with PeerGroup(1) as group:
+            group[0].call("attach", region="p", handle=h.to_json())
+            fd = os.open(f"/dev/shm{h.name}", os.O_RDWR)
+            os.ftruncate(fd, 0)  # the pages behind the peer's mapping are gone: its next touch faults
+            os.close(fd)
+            with pytest.raises(PeerFailed) as caught:
+                group[0].call("touch", region="p", write=True, work=1 << 20)
+        msg = str(caught.value)
+        # MADV_POPULATE_WRITE (Linux 5.14) answers EFAULT where a plain store is killed by SIGBUS: either
+        # way the message says what it means
+        assert f"peer {group[0].pid}" in msg and "during 'touch' of p" in msg, msg
+        assert "a page of a shared mapping could not be supplied" in msg, msg
+        with PeerGroup(1) as group:  # a plain store: the kernel's SIGBUS
+            os.truncate(f"/dev/shm{h.name}", 1 << 20)
+            group[0].call("attach", region="p", handle=h.to_json())
+            os.truncate(f"/dev/shm{h.name}", 0)
+            with pytest.raises(PeerFailed) as caught:
+                group[0].call("write", region="p", offset=0, data="00")
+        msg = str(caught.value)
+        assert f"peer {group[0].pid} died during 'write' of p (killed by SIGBUS: a page of a shared mapping" in msg
+    finally:
+        posix.destroy(h)
+
+
 def test_peer_dies_with_its_parent():
     # a middle process starts a peer, reports its pid, and is SIGKILLed: the peer must go too
     code = textwrap.dedent("""

@@ -88,10 +88,24 @@ def touch_method() -> str:
     return "MADV_POPULATE_WRITE" if has_madvise(MADV_POPULATE_WRITE) else "memset"
 
 
+# what SIGBUS on a shared mapping means; MADV_POPULATE_* reports the same case as EFAULT (madvise(2))
+NO_PAGE = ("a page of a shared mapping could not be supplied (a full /dev/shm or other tmpfs, huge pages run "
+           "out, or a file truncated under the mapping)")
+
+
+def _populate(addr: int, length: int, advice: int) -> None:
+    try:
+        madvise(addr, length, advice)
+    except OSError as err:
+        if err.errno == errno.EFAULT:
+            raise OSError(err.errno, f"madvise(MADV_POPULATE): {NO_PAGE}") from None
+        raise
+
+
 def populate_write(addr: int, length: int) -> None:
     """Fault in every page for writing, at C speed: one madvise, else one memset of the region."""
     if has_madvise(MADV_POPULATE_WRITE):
-        madvise(addr, length, MADV_POPULATE_WRITE)
+        _populate(addr, length, MADV_POPULATE_WRITE)
     else:
         ctypes.memset(addr, 0, length)
 
@@ -99,7 +113,7 @@ def populate_write(addr: int, length: int) -> None:
 def populate_read(addr: int, length: int) -> None:
     """Fault in every page for reading: one madvise, else one copy of the region."""
     if has_madvise(MADV_POPULATE_READ):
-        madvise(addr, length, MADV_POPULATE_READ)
+        _populate(addr, length, MADV_POPULATE_READ)
     else:
         ctypes.string_at(addr, length)
 

@@ -206,6 +206,10 @@ def describe_call(op: str, args: dict) -> str:
 def describe_exit(rc) -> str:
     if rc is None:
         return "still running"
+    if rc == -signal.SIGBUS:  # what a shared mapping does when the page behind it cannot be had
+        from toolkit.vm import NO_PAGE
+
+        return f"killed by SIGBUS: {NO_PAGE}"
     if rc < 0:
         return f"killed by {signal.Signals(-rc).name}"
     return f"exit status {rc}"
