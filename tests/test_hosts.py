@@ -212,3 +212,21 @@ def test_a_recording_without_cgroup_files_or_pagemaps_counts_every_process_and_k
     assert "touched them first" not in table.split("Pss by kind")[0]  # no claim about charges nobody read
     libs = json.loads(run_shmkit("footprint", "--by", "library", "--json", "--root", root).stdout)["libraries"]
     assert libs and all(u["physical_bytes"] is None for u in libs)
+
+
+def test_a_kernel_without_system_v_ipc_is_unknown_not_zero(host):
+    """No /proc/sysvipc/shm (CONFIG_SYSVIPC off, or not recorded): the listing is unknown. It once read as
+    '1 other IPC namespace not read: entering one needs root' and export said 0 segments."""
+    root = host("no-systemd")
+    os.remove(os.path.join(root, "proc", "sysvipc", "shm"))
+    d = json.loads(run_shmkit("segments", "--json", "--root", root).stdout)
+    assert d["unlisted"] == ["sysv"] and d["sysv"] == [] and len(d["posix"]) == 2
+    assert any("System V segments could not be listed" in n for n in d["notes"])
+    assert not any("other IPC namespace" in n for n in d["notes"]), d["notes"]
+    text = run_shmkit("export", "--prometheus", "--root", root).stdout
+    assert 'shmkit_listing_complete{kind="sysv"} 0' in text and 'shmkit_listing_complete{kind="posix"} 1' in text
+    listed = [ln for ln in text.splitlines() if 'kind="sysv"' in ln and not ln.startswith("shmkit_pss_bytes")]
+    assert listed == ['shmkit_listing_complete{kind="sysv"} 0'], listed  # no count of 0 (Pss from maps is known)
+    assert 'shmkit_shared_objects{kind="posix"} 2' in text
+    table = run_shmkit("segments", "--root", root, env={**os.environ, "COLUMNS": "100"}).stdout
+    assert table.startswith("System V segments (could not be listed)")

@@ -696,6 +696,7 @@ class SegmentsReport(NamedTuple):
     complete: bool = True  # every process's maps were read: "nothing maps it" can be said
     dev_shm: tuple = ()  # of DevShm
     pinned: tuple = ()  # of SharedObject: memory held although no listing shows it
+    unlisted: tuple = ()  # kinds whose listing could not be read here ("sysv"): their counts are unknown
 
 
 class ProcessMemory(NamedTuple):

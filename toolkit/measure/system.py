@@ -328,12 +328,18 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     for pid, ns in sorted(ipc_of.items()):
         if ns and ns not in namespaces:
             namespaces[ns] = pid
-    sysv, unread_ns = [], 0
+    sysv, unread_ns, unlisted = [], 0, []
     for ns, pid in namespaces.items():
         try:
             segs = read_sysvipc_shm(fs) if pid is None else parse_sysvipc_shm(fs.read_in_ipc_namespace(pid, "sysvipc/shm"))
-        except (AccessDenied, NotFound, NoSuchProcess):
-            unread_ns += 1
+        except (AccessDenied, NotFound, NoSuchProcess) as err:
+            if pid is not None:
+                unread_ns += 1
+            else:  # our own listing: not "no segments", but unknown (and never a 0 in export)
+                unlisted.append("sysv")
+                why = ("/proc/sysvipc/shm is not there: a kernel built without System V IPC, or a recording "
+                       "made without it" if isinstance(err, NotFound) else str(err))
+                notes.append(f"System V segments could not be listed ({why}); their count is unknown")
             continue
         for seg in segs:
             who = attachers(by_shmid.get((ns, seg.shmid), ()))
@@ -428,7 +434,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                          device=dev, inode=ino) for (dev, ino, path), p in sorted(deleted.items())]
     return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(dele), len(pids), len(denied),
                           None if policy is None else ("yes" if policy else "no"), tuple(notes), complete,
-                          tuple(dev_shm), tuple(pinned))
+                          tuple(dev_shm), tuple(pinned), tuple(unlisted))
 
 
 def _st(device: str) -> int:

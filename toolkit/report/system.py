@@ -25,7 +25,7 @@ def segments_to_json(r) -> dict:
             "pinned": [_object_json(o) for o in r.pinned + tuple(o for o in r.sysv if o.pinned)],
             "dev_shm": [to_dict(d) for d in r.dev_shm],
             "processes": r.processes, "unreadable": r.unreadable, "remove_ipc": r.remove_ipc_policy,
-            "complete": r.complete, "notes": list(r.notes)}
+            "complete": r.complete, "unlisted": list(r.unlisted), "notes": list(r.notes)}
 
 
 def _flags(o) -> str:
@@ -122,7 +122,8 @@ def _with_change(columns, changes):
 
 def segments_renderables(r, console, changes=None) -> list:
     out = []
-    views = [View(f"System V segments ({len(r.sysv)})", _with_change(SYSV_COLUMNS, changes), list(r.sysv)),
+    count = "could not be listed" if "sysv" in r.unlisted else len(r.sysv)
+    views = [View(f"System V segments ({count})", _with_change(SYSV_COLUMNS, changes), list(r.sysv)),
              View(f"POSIX objects in /dev/shm ({len(r.posix)})", _with_change(POSIX_COLUMNS, changes), list(r.posix))]
     if r.memfd or r.deleted:
         views.append(View("memfd and deleted-file shared mappings", MAPPED_COLUMNS, list(r.memfd + r.deleted)))
@@ -321,14 +322,17 @@ def prometheus_text(seg, foot) -> str:
             lab = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
             lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
 
-    objs = {"sysv": seg.sysv, "posix": seg.posix}
+    objs = {k: v for k, v in (("sysv", seg.sysv), ("posix", seg.posix)) if k not in seg.unlisted}
+    metric("shmkit_listing_complete", "1 when the kind's objects could be listed here; 0 when not (a kernel "
+           "without System V IPC), and its counts below are left out.", "gauge",
+           [({"kind": k}, int(k not in seg.unlisted)) for k in ("sysv", "posix")])
     metric("shmkit_shared_objects", "Shared memory objects present.", "gauge",
            [({"kind": k}, len(v)) for k, v in objs.items()])
     metric("shmkit_shared_object_bytes", "Declared size of shared memory objects.", "gauge",
            [({"kind": k}, sum(o.size_bytes for o in v)) for k, v in objs.items()])
     metric("shmkit_shared_object_resident_bytes", "Resident bytes: System V rss, POSIX allocated blocks.", "gauge",
-           [({"kind": "sysv"}, sum(o.rss_bytes or 0 for o in seg.sysv)),
-            ({"kind": "posix"}, sum(o.allocated_bytes or 0 for o in seg.posix))])
+           [({"kind": k}, sum((o.rss_bytes if k == "sysv" else o.allocated_bytes) or 0 for o in v))
+            for k, v in objs.items()])
     metric("shmkit_orphan_objects", "Objects nothing maps and nobody marked for removal (known orphans only).", "gauge",
            [({"kind": k}, sum(1 for o in v if o.orphan)) for k, v in objs.items()])
     metric("shmkit_orphan_unknown_objects", "Objects whose possible mappers could not all be read: orphan or not "
@@ -337,7 +341,7 @@ def prometheus_text(seg, foot) -> str:
     reasons = {"sysv": "no attacher, not marked for removal", "posix": "removed from /dev/shm, still mapped",
                "memfd": "memfd held only by a descriptor"}
     # System V orphans come from the kernel's nattch; the others need every process's maps and descriptors
-    known = {k: w for k, w in reasons.items() if k == "sysv" or seg.complete}
+    known = {k: w for k, w in reasons.items() if (k == "sysv" or seg.complete) and k not in seg.unlisted}
     metric("shmkit_segments_complete", "1 when every process's maps and descriptors were read (pinned POSIX and "
            "memfd counts are given only then).", "gauge", [({}, int(seg.complete))])
     metric("shmkit_pinned_objects", "Memory held although no listing shows it or nothing maps it.", "gauge",
