@@ -230,3 +230,12 @@ def test_a_kernel_without_system_v_ipc_is_unknown_not_zero(host):
     assert 'shmkit_shared_objects{kind="posix"} 2' in text
     table = run_shmkit("segments", "--root", root, env={**os.environ, "COLUMNS": "100"}).stdout
     assert table.startswith("System V segments (could not be listed)")
+
+
+def test_a_recording_without_dev_shm_lists_posix_as_unknown(host):
+    root = host("no-systemd")
+    shutil.rmtree(os.path.join(root, "dev", "shm"))
+    d = json.loads(run_shmkit("segments", "--json", "--root", root).stdout)
+    assert d["unlisted"] == ["posix"] and d["posix"] == [] and len(d["sysv"]) >= 1
+    text = run_shmkit("export", "--prometheus", "--root", root).stdout
+    assert 'shmkit_listing_complete{kind="posix"} 0' in text and 'shmkit_shared_objects{kind="posix"}' not in text

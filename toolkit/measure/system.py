@@ -367,7 +367,15 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     for where, ns, holders, via in places:
         try:
             root_st = fs.host_lstat(where)
-        except (NotFound, AccessDenied, NoSuchProcess):
+        except (NotFound, AccessDenied, NoSuchProcess) as err:
+            if via is None and fs.recorded:
+                unlisted.append("posix")
+                notes.append(f"POSIX objects could not be listed ({DEV_SHM} is not in this recording); their "
+                             "count is unknown")
+            elif via is None:
+                notes.append(f"{DEV_SHM} cannot be read here ({err}): no POSIX object is listed")
+                if not isinstance(err, NotFound):
+                    unlisted.append("posix")
             continue
         if root_st.st_dev in mounts:
             mounts[root_st.st_dev][2].extend(holders)

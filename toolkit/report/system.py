@@ -124,7 +124,8 @@ def segments_renderables(r, console, changes=None) -> list:
     out = []
     count = "could not be listed" if "sysv" in r.unlisted else len(r.sysv)
     views = [View(f"System V segments ({count})", _with_change(SYSV_COLUMNS, changes), list(r.sysv)),
-             View(f"POSIX objects in /dev/shm ({len(r.posix)})", _with_change(POSIX_COLUMNS, changes), list(r.posix))]
+             View(f"POSIX objects in /dev/shm ({'could not be listed' if 'posix' in r.unlisted else len(r.posix)})",
+                  _with_change(POSIX_COLUMNS, changes), list(r.posix))]
     if r.memfd or r.deleted:
         views.append(View("memfd and deleted-file shared mappings", MAPPED_COLUMNS, list(r.memfd + r.deleted)))
     pinned = [o for o in r.sysv if o.pinned] + list(r.pinned)
