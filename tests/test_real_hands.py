@@ -206,6 +206,24 @@ def test_a_read_only_dev_shm_is_named_and_does_not_hide_behind_cleanup():
     assert "cannot create a POSIX object in /dev/shm" in r.stderr and "Read-only file system" in r.stderr
 
 
+def test_an_address_space_limit_is_named_before_or_at_the_failing_attach():
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (120 << 20, resource.RLIM_INFINITY))
+
+    def compare(size):
+        return subprocess.run([sys.executable, "-m", "toolkit", "compare", "--size", size, "--peers", "2",
+                               "--repeat", "1"], capture_output=True, text=True, cwd=REPO, preexec_fn=limited,
+                              timeout=120)
+
+    r = compare("64M")  # both regions alone exceed it: refused before a peer starts
+    assert r.returncode == 1 and "each peer maps both regions" in r.stderr and "RLIMIT_AS" in r.stderr, r.stderr
+    r = compare("58M")  # fits on paper, not with the interpreter's own mappings: the attach says why
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Cannot allocate memory" in r.stderr and "RLIMIT_AS, ulimit -v" in r.stderr, r.stderr
+
+
 def test_no_arguments_prints_the_help():
     r = run_shmkit()
     assert r.returncode == 0 and r.stdout.startswith("Usage: shmkit") and "compare" in r.stdout

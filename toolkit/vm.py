@@ -37,8 +37,18 @@ def last_errno() -> int:
 def _check(ret, what):
     if ret == -1 or (what == "mmap" and ret == MAP_FAILED):
         e = last_errno()
-        raise OSError(e, f"{what}: {os.strerror(e)}")
+        raise OSError(e, f"{what}: {os.strerror(e)}" + (_address_space_limit() if e == errno.ENOMEM else ""))
     return ret
+
+
+def _address_space_limit() -> str:
+    """ENOMEM from mmap is often not memory but RLIMIT_AS (ulimit -v): say so where it is set."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft == resource.RLIM_INFINITY:
+        return ""
+    return f" (this process's address space is limited to {soft >> 20} MiB: RLIMIT_AS, ulimit -v)"
 
 
 def mmap(length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:

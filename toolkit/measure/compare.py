@@ -33,7 +33,20 @@ def check_request(size: int, peers: int, limits=None):
     bound = memory_bound(2 * size, limits)
     if bound:
         raise LimitExceeded(f"two regions of {size_words(size)} do not fit in {bound}")
+    _fits_address_space(2 * size)
     return limits
+
+
+def _fits_address_space(mapped: int) -> None:
+    """Each peer maps both regions; under RLIMIT_AS (ulimit -v, inherited by the peers) that failed only at
+    the first attach, as mmap's ENOMEM. Refused here only where it cannot fit at all; the interpreter's own
+    mappings (about 20 MiB) vary, and a near miss is still named by the attach's error."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY and mapped > soft:
+        raise LimitExceeded(f"each peer maps both regions ({size_words(mapped)}), and the address space of "
+                            f"every process here is limited to {size_words(soft)} (RLIMIT_AS, ulimit -v)")
 
 
 def privileges() -> tuple:
