@@ -258,13 +258,13 @@ def check_room_for_peers(n: int, first_pid: int, fs=None) -> None:
             raise LimitExceeded(
                 f"{n} peers do not fit in memory: each takes about {size_words(own)} of its own (measured on "
                 f"the first), {n - 1} more need {size_words(own * (n - 1))}, and {size_words(bound)} is {what}")
-    _room_for_descriptors(n)
+    _check_descriptors(n)
 
 
 FDS_PER_PEER = 3  # we hold the write end of its stdin and the read ends of its stdout and stderr
 
 
-def _room_for_descriptors(n: int) -> None:
+def _check_descriptors(n: int) -> None:
     """Each peer costs us descriptors; a group beyond RLIMIT_NOFILE failed with EMFILE after seconds of
     starting peers. The soft limit is raised towards the hard one; beyond that the group is refused first."""
     from toolkit.errors import LimitExceeded
