@@ -269,3 +269,8 @@ def test_demos_pic_and_walkthrough():
     r = subprocess.run([sys.executable, "demos/readelf_walkthrough.py"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "Program Headers:" in r.stdout and "r-xp" in r.stdout and "Private_Dirty" in r.stdout
+
+
+def test_elf_json_of_several_files_is_an_array_even_when_none_could_be_read(tmp_path):
+    r = run_shmkit("elf", "--json", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert r.returncode == 1 and json.loads(r.stdout) == [] and len(r.stderr.splitlines()) == 2

@@ -255,6 +255,10 @@ def test_no_arguments_prints_the_help():
     (["explain", "--markdown", "/nonexistent/x.md"], "its folder does not exist"),
     (["bench", "--csv", "/nonexistent/x.csv"], "its folder does not exist"),
     (["compare", "--html", "/nonexistent/x.html"], "its folder does not exist"),
+    # '-' once quietly became a file named '-' in the current folder
+    *[(args, "'-' is not standard output here") for args in (
+        ["bench", "--csv", "-"], ["explain", "--markdown", "-"], ["compare", "--html", "-"], ["snapshot", "-"])],
+    (["snapshot", "x.zip"], "a snapshot is a tar archive"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):
     t0 = time.monotonic()
@@ -439,6 +443,24 @@ def test_a_pid_given_twice_or_a_threads_id_is_counted_once():
     finally:
         p.stdin.close()
         p.wait(10)
+
+
+def test_kernel_threads_are_counted_only_where_the_filters_would_take_them():
+    kthreads = [p for p in os.listdir("/proc") if p.isdigit() and
+                int(open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[6]) & 0x00200000]
+    if not kthreads:
+        pytest.skip("no kernel thread is visible in this PID namespace")
+    name = open(f"/proc/{kthreads[0]}/comm").read().strip()
+    same = [p for p in kthreads if open(f"/proc/{p}/comm").read().strip() == name]
+
+    def counted(*args):
+        return json.loads(run_shmkit("footprint", "--json", *args).stdout)["kernel_threads"]
+
+    assert counted() >= len(kthreads) - 2  # some may exit meanwhile
+    assert counted("--match", "^no such command line$") == 0  # was every kernel thread on the machine
+    assert counted("--user", "65534") == 0  # kernel threads are root's
+    assert counted("--user", "0") >= 1
+    assert counted("--match", "^\\[" + re.escape(name) + "\\]$") in range(1, len(same) + 1)
 
 
 def test_zombies_and_kernel_threads_are_named():

@@ -331,3 +331,42 @@ def test_sort_orders_the_rows_of_every_view_that_takes_it_in_the_table_and_in_js
             values = [v[f"{key}_bytes"] for _, v in rows]
             assert values == sorted(values, reverse=True) and len(rows) >= 1
             assert list(footprint_to_json(r, by, key)[f"by_{by}"]) == [name for name, _ in rows]  # as the table
+
+
+def test_a_named_semaphore_in_dev_shm_is_flagged_as_one():
+    import secrets
+
+    import posix_ipc
+
+    name = "shmkit-test-sem-" + secrets.token_hex(4)
+    sem = posix_ipc.Semaphore("/" + name, posix_ipc.O_CREX, 0o600)
+    shm = posix_ipc.SharedMemory("/" + name + "-region", posix_ipc.O_CREX, 0o600, size=4096)
+    try:
+        d = json.loads(run_shmkit("segments", "--json").stdout)
+        by_name = {o["name"]: o for o in d["posix"]}
+        assert by_name["sem." + name]["semaphore"] is True  # glibc's sem_open file: sem.NAME
+        assert by_name[name + "-region"]["semaphore"] is False
+        table = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"}).stdout
+        row = next(line for line in table.splitlines() if "sem." + name in line)
+        assert "semaphore" in row
+        assert "semaphore" not in next(line for line in table.splitlines() if name + "-region" in line)
+    finally:
+        sem.unlink()
+        sem.close()
+        shm.unlink()
+        shm.close_fd()
+
+
+def test_snapshot_compression_follows_the_name_and_replays(tmp_path):
+    import tarfile
+
+    for name, magic in (("s.tar.bz2", b"BZh"), ("s.tar", None), ("s.tar.xz", b"\xfd7zXZ"), ("s", b"\x1f\x8b")):
+        path = tmp_path / name
+        r = run_shmkit("snapshot", str(path))
+        assert r.returncode == 0, r.stderr
+        head = path.read_bytes()[:6]
+        if magic is None:
+            assert tarfile.is_tarfile(path) and head[:3] not in (b"BZh", b"\x1f\x8b\x08")
+        else:
+            assert head.startswith(magic), (name, head)
+        assert json.loads(run_shmkit("segments", "--json", "--from", str(path)).stdout)["processes"] > 0

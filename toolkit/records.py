@@ -669,6 +669,7 @@ class SharedObject(NamedTuple):
     namespace: Optional[str] = None  # System V: its IPC namespace; POSIX: the mount namespace of its /dev/shm
     pinned: Optional[str] = None  # why its memory stays although nobody lists or maps it
     via_pid: Optional[int] = None  # not in our namespace: a process in its own, through which it is reached
+    semaphore: Optional[bool] = None  # POSIX: a named semaphore (glibc keeps sem_open's as /dev/shm/sem.NAME)
 
 
 class DevShm(NamedTuple):

@@ -47,6 +47,9 @@ class OutputFile(PathName):
         import os
 
         value = super().convert(value, param, ctx)
+        if value == "-":  # stdout already carries the table: '-' would quietly be a file of that name
+            self.fail("'-' is not standard output here (that carries the report); name a file, or ./- for a "
+                      "file called '-'", param, ctx)
         if os.path.isdir(value):
             self.fail(f"{value!r} is a folder, not a file", param, ctx)
         if not os.path.isdir(os.path.dirname(os.path.abspath(value))):

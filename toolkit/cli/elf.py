@@ -80,7 +80,7 @@ def elf(paths, pid, aslr, as_json):
             docs.append(report.elf_to_json(info))
         else:
             report.render_elf(info, out, width)
-    if as_json and docs:
+    if as_json and (docs or len(paths) > 1):  # several files: an array, empty where none could be read
         click.echo(json.dumps(docs[0] if len(paths) == 1 else docs, indent=2))
     if failed:
         sys.exit(1)

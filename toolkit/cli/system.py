@@ -255,10 +255,18 @@ def _is_stdout(path) -> bool:
 def snapshot(file):
     """Capture what footprint, segments and export read into FILE (.tar.gz or .tar.xz), to replay with --from."""
     from toolkit.cli.common import ProgressReporter
-    from toolkit.measure.snapshot import take_snapshot
+    from toolkit.errors import BadInput
+    from toolkit.measure.snapshot import take_snapshot, tar_mode
 
+    if file == "-":  # an archive is not streamed: '-' would quietly be a file of that name
+        raise click.BadParameter("'-' is not standard output here: name a file (./- for a file called '-')",
+                                 param_hint="FILE")
     if not os.path.isdir(os.path.dirname(os.path.abspath(file))):
         raise click.BadParameter(f"{file!r}: its folder does not exist", param_hint="FILE")
+    try:
+        tar_mode(file)
+    except BadInput as err:
+        raise click.BadParameter(str(err), param_hint="FILE") from None
     with ProgressReporter() as progress:
         try:
             summary = take_snapshot(file, progress=progress)

@@ -62,6 +62,19 @@ def _stat_meta(st) -> dict:
                 st_blocks=st.st_blocks)
 
 
+# the compression a snapshot's name asks for; any other name gets gzip
+_TAR_MODES = (((".xz", ".txz"), "w:xz"), ((".bz2", ".tbz2", ".tbz"), "w:bz2"), ((".tar",), "w"))
+
+
+def tar_mode(path: str) -> str:
+    """tarfile's write mode for a snapshot named PATH; a name that promises another format is refused."""
+    lower = path.lower()
+    if lower.endswith((".zip", ".7z", ".zst", ".lz4", ".rar")):
+        raise BadInput(f"{path}: a snapshot is a tar archive (.tar.gz, .tar.xz, .tar.bz2 or .tar), "
+                            f"not {lower.rsplit('.', 1)[-1]}")
+    return next((mode for ends, mode in _TAR_MODES if lower.endswith(ends)), "w:gz")
+
+
 def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None) -> dict:
     """Capture this host into PATH (.tar.gz or .tar.xz by its name); returns a summary."""
     from toolkit.proc.access import read_access
@@ -74,7 +87,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
     from toolkit.proc.process import list_pids
 
     fs = fs or default_fs()
-    mode = "w:xz" if path.endswith((".xz", ".txz")) else "w:gz"
+    mode = tar_mode(path)
     stat_meta = {"statvfs": {}}
     pids = list_pids(fs)
     h = memory_hierarchy(fs)

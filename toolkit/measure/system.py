@@ -401,6 +401,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 # nothing we could see maps it; unknown unless we saw every process
                 attachers=who, orphan=(not who) if (who or complete) else None, **flags(st.st_mode, st.st_uid),
                 allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino, namespace=ns, via_pid=via,
+                semaphore=name.startswith("sem."),
             ))
     dev_shm = [d._replace(processes=tuple(sorted(mounts[_st(d.device)][2])[:8])) for d in dev_shm]
     for d in dev_shm:
@@ -673,6 +674,9 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
             vanished += 1
             continue
         if err == "kernel":
+            # counted only where the filters would take it: kernel threads are root's, named [comm]
+            if want_uid not in (None, 0) or (pattern and not pattern.search(_command(fs, pid))):
+                continue
             kthreads += 1
             continue
         if err == "zombie":

@@ -34,6 +34,8 @@ def _flags(o) -> str:
         out.append("ORPHAN")
     elif o.orphan is None and o.kind == "posix" and not o.attachers:
         out.append("orphan: unknown")
+    if o.semaphore:  # a sem_open name, not a shm_open region: removed with sem_unlink or rm
+        out.append("semaphore")
     if o.marked_for_removal:
         out.append("removal pending")
     if o.world_writable:
