@@ -13,13 +13,13 @@ def make_elf(elf_class=32, little=True, machine=8, e_type=3, segments=None):
     e = "<" if little else ">"
     is64 = elf_class == 64
     ehsize, phentsize, shentsize = (64, 56, 64) if is64 else (52, 32, 40)
-    segments = segments or [
+    segments = segments if segments is not None else [
         ("LOAD", 0, 0, 0x1800, 0x1800, 5, 0x1000),
         ("LOAD", 0x1F00, 0x2F00, 0x200, 0x400, 6, 0x1000),
         ("GNU_STACK", 0, 0, 0, 0, 6, 0x10),
         ("GNU_RELRO", 0x1F00, 0x2F00, 0x100, 0x100, 4, 1),
     ]
-    phoff = ehsize
+    phoff = ehsize if segments else 0  # readelf calls an offset with no headers a corrupt header
     names = b"\0.text\0.data\0.bss\0.shstrtab\0"
     strtab_off = 0x2200
     shoff = (strtab_off + len(names) + 7) & ~7

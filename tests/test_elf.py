@@ -274,3 +274,30 @@ def test_demos_pic_and_walkthrough():
 def test_elf_json_of_several_files_is_an_array_even_when_none_could_be_read(tmp_path):
     r = run_shmkit("elf", "--json", str(tmp_path / "a"), str(tmp_path / "b"))
     assert r.returncode == 1 and json.loads(r.stdout) == [] and len(r.stderr.splitlines()) == 2
+
+
+@pytest.mark.parametrize("e_type,segments", [(1, []), (4, None)])
+def test_a_relocatable_object_or_core_dump_is_not_given_a_sharing_fate(tmp_path, e_type, segments):
+    # a .o has no program headers; a core dump's LOADs are copies of a dead process's memory: neither is
+    # mapped by the loader, so "code, shared" or "position independent: NO" would be claims about nothing
+    path = tmp_path / "obj"
+    path.write_bytes(make_elf(64, True, 62, e_type=e_type, segments=segments))
+    rows, _mapping = readelf_segments(str(path))
+    info = read_elf(str(path))
+    assert [(s.type, s.offset, s.vaddr, s.paddr, s.filesz, s.memsz, s.flags, s.align) for s in info.segments] == rows
+    assert bool(rows) == (segments is None)
+    r = run_shmkit("elf", str(path), env={**os.environ, "COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert "position independent" not in r.stdout and "shared (the same physical pages" not in r.stdout
+    prose = " ".join(r.stdout.split())  # wrapped at 80 columns
+    assert "not mapped by the loader" in prose or "which is what is mapped" in prose
+    if not rows:
+        readelf = subprocess.run(["readelf", "-lW", str(path)], capture_output=True, text=True,
+                                 env={"LC_ALL": "C"}).stdout
+        assert "There are no program headers in this file." in readelf
+        assert "There are no program headers in this file." in r.stdout and "Program Headers:" not in r.stdout
+    d = json.loads(run_shmkit("elf", "--json", str(path)).stdout)
+    assert d["loadable"] is False and d["pic"] is None and d["textrel"] is None and d["relro"] is None
+    assert d["private_estimate_bytes"] is None and all(s["sharing"] == "" for s in d["segments"])
+    d = json.loads(run_shmkit("elf", "--json", os.path.join(LIBDIR, "libc.so.6")).stdout)
+    assert d["loadable"] is True and d["pic"] is True

@@ -553,6 +553,7 @@ class ElfInfo(NamedTuple):
     interpreter: Optional[str] = None
     notes: tuple = ()
     truncated: Optional[str] = None  # "LOAD 03 ends at 0x1b4000, the file has 3000 bytes"
+    loadable: bool = True  # an executable or shared object; a .o or a core dump is not mapped by the loader
 
     def loads(self):
         return [s for s in self.segments if s.type == "LOAD"]

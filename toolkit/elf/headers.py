@@ -193,10 +193,16 @@ def _read(path, m, size) -> ElfInfo:
     relro = "none" if not has_relro else (None if bind_now is None else "full" if bind_now else "partial")
     type_name = etypes.get(e_type, e_type)
     type_short = type_name[3:] if isinstance(type_name, str) and type_name.startswith("ET_") else str(e_type)
+    # what the loader maps: a .o's sections and a core dump's copies of memory share nothing as they are
+    loadable = type_short in ("EXEC", "DYN")
+    if not loadable:
+        textrel = bind_now = relro = None
     pie = (type_short == "DYN" and bool(flags_1 & DF_1_PIE)) if dyn_known or type_short != "DYN" else None
     pic = (type_short == "DYN" and not textrel) if textrel is not None or type_short != "DYN" else None
+    if not loadable:
+        pie = pic = None
     # relocation pages of a truncated file: its tables may lie past the end, so unknown
-    relocs = _reloc_offsets(m, size, dyn, phdrs, cls, little) if not truncated else None
+    relocs = _reloc_offsets(m, size, dyn, phdrs, cls, little) if not truncated and loadable else None
 
     relro_ranges = [(p[3], p[3] + p[6]) for p in phdrs if p[0] == PT_GNU_RELRO]
     section_index = _SectionIndex(sections)
@@ -210,7 +216,8 @@ def _read(path, m, size) -> ElfInfo:
             index=i, type=kind, offset=p_offset, vaddr=p_vaddr, paddr=p_paddr, filesz=p_filesz, memsz=p_memsz,
             flags=_flags(p_flags).rstrip(), align=p_align,
             sections=section_index.in_segment(p_type, p_offset, p_vaddr, p_filesz, p_memsz),
-            sharing=describe_sharing(kind, p_flags, p_vaddr, p_filesz, p_memsz, relro_ranges, bool(textrel)),
+            sharing=(describe_sharing(kind, p_flags, p_vaddr, p_filesz, p_memsz, relro_ranges, bool(textrel))
+                     if loadable else ""),
             relocations=n_rel, reloc_pages=n_pages,
         ))
     interp = None
@@ -224,9 +231,21 @@ def _read(path, m, size) -> ElfInfo:
         type_description=("DYN (Position-Independent Executable file)" if pie
                           else describe_e_type(type_name) if isinstance(type_name, str) else f"<unknown>: {e_type:x}"),
         pie=pie, entry=e_entry, phoff=e_phoff, segments=tuple(segs), textrel=textrel,
-        relro=relro, bind_now=bind_now, pic=pic, layout=describe_layout(segs),
-        interpreter=interp, notes=tuple(notes), truncated=truncated,
+        relro=relro, bind_now=bind_now, pic=pic,
+        layout=describe_layout(segs) if loadable else _not_loaded(type_short, segs),
+        interpreter=interp, notes=tuple(notes), truncated=truncated, loadable=loadable,
     )
+
+
+def _not_loaded(type_short, segs) -> str:
+    """The layout line of a file the loader does not map."""
+    if type_short == "REL":
+        return "a relocatable object: the linker makes it part of a library or executable, which is what is mapped"
+    if type_short == "CORE":
+        loads = sum(1 for s in segs if s.type == "LOAD")
+        return (f"a core dump: its {loads} LOAD{'s are copies' if loads != 1 else ' is a copy'} of the dumped "
+                f"process's memory, not mapped by the loader")
+    return f"type {type_short}: not an executable or shared object, so not mapped by the loader" 
 
 
 def _truncation(phdrs, size, ptype_names, describe_p_type):

@@ -75,7 +75,9 @@ def resolve_library(spec: str | None) -> str:
         raise NotELF(f"{path}: truncated ELF header")
     e_type = int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
     if e_type != ET_DYN:
-        raise NotELF(f"{path}: an ELF file but not a shared object (e_type {e_type})")
+        what = {1: ": a relocatable object (.o)", 2: ": an executable at a fixed address (ET_EXEC)",
+                4: ": a core dump"}.get(e_type, "")
+        raise NotELF(f"{path}: an ELF file but not a shared object (e_type {e_type}{what})")
     return os.path.realpath(path)
 
 

@@ -10,6 +10,7 @@ def elf_to_json(info) -> dict:
         "path": escape(info.path), "elf_class": info.elf_class, "endianness": info.endianness, "machine": info.machine,
         "type": info.type, "pie": info.pie, "entry": info.entry, "layout": info.layout,
         "textrel": info.textrel, "relro": info.relro, "bind_now": info.bind_now, "pic": info.pic,
+        "loadable": info.loadable,
         "interpreter": None if info.interpreter is None else escape(info.interpreter),
         "segments": [{
             "type": s.type, "offset": s.offset, "vaddr": s.vaddr, "paddr": s.paddr, "filesz": s.filesz,
@@ -29,7 +30,7 @@ def private_estimate(info, page=None):
     from toolkit.elf.headers import RUNTIME_PAGE
 
     pages = [s.reloc_pages for s in info.loads()]
-    return None if None in pages else sum(pages) * (page or RUNTIME_PAGE)
+    return None if None in pages or not info.loadable else sum(pages) * (page or RUNTIME_PAGE)
 
 
 UNKNOWN = "unknown: the dynamic section lies past the end of the (truncated) file"
@@ -94,6 +95,14 @@ def render_elf(info, out, width: int | None = None) -> None:
     w(f"  Entry point 0x{info.entry:x}; {len(info.segments)} program headers at offset {info.phoff}\n")
     if info.interpreter:
         w(f"  Interpreter: {escape(info.interpreter)}\n")
+    if not info.segments:  # a .o: readelf's words, and nothing to map sections to
+        w("\nThere are no program headers in this file.\n\n")
+        para(f"Layout: {info.layout}", "", "  ")
+        for n in info.notes:
+            para(f"note: {n}", "  ", "    ")
+        w("\n")
+        out.write("".join(parts))
+        return
     w("\nProgram Headers:\n")
     narrow = info.elf_class == 64 and width < WIDE
     if narrow:
@@ -110,6 +119,13 @@ def render_elf(info, out, width: int | None = None) -> None:
         para(escape(" ".join(s.sections)), f"   {s.index:02d}     ", " " * 10) if s.sections else w(f"   {s.index:02d}     \n")
     w("\n")
     para(f"Layout: {info.layout}", "", "  ")
+    if not info.loadable:
+        para("Sharing and hazards: not applicable (the loader maps executables and shared objects only)", "", "  ")
+        for n in info.notes:
+            para(f"note: {n}", "  ", "    ")
+        w("\n")
+        out.write("".join(parts))
+        return
     w("Sharing of each LOAD in a process:\n")
     for s in info.loads():
         rel = (f"  [{s.relocations} dynamic relocations dirty {s.reloc_pages} page(s)]" if s.relocations else "")
