@@ -364,3 +364,115 @@ def test_a_cgroup_memory_limit_refuses_what_cannot_fit_and_names_the_oom_killer(
     assert r.returncode == 1 and "killed by SIGKILL; the OOM killer: /proc/vmstat oom_kill rose by" in r.stderr
     assert f"the memory limit of cgroup {path_a} is 209715200 bytes" in r.stderr, r.stderr
     assert new_objects(before) == (set(), set())  # the peers' deaths left nothing behind
+
+
+@pytest.fixture
+def library_under_a_mount(tmp_path):
+    """A process in a mount namespace of its own (a container's, in small) maps library B at a path that,
+    outside that namespace, names library A: (pid, that path, A, B)."""
+    import shutil
+
+    from toolkit.errors import ShmkitError
+    from toolkit.mechanisms.dso import resolve_library
+
+    if not is_root or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a mount namespace with a bind mount")
+    found = []
+    for name in ("libz.so.1", "libbz2.so.1.0", "liblzma.so.5", "libzstd.so.1"):
+        try:
+            found.append(resolve_library(name))
+        except ShmkitError:
+            pass
+    if len(found) < 2:
+        pytest.skip(f"needs two of libz, libbz2, liblzma, libzstd; found {found}")
+    a, b = found[:2]
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "other").mkdir()
+    here = tmp_path / "lib" / "libshmkit-test.so"
+    shutil.copy(a, here)
+    shutil.copy(b, tmp_path / "other" / "libshmkit-test.so")
+    code = f"import ctypes, sys, time; ctypes.CDLL({str(here)!r}); print('up', flush=True); time.sleep(120)"
+    p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          f"mount --bind {tmp_path}/other/libshmkit-test.so {here} && exec {sys.executable} -S -c \"$0\"",
+                          code], stdout=subprocess.PIPE, text=True)
+    try:
+        if p.stdout.readline().strip() != "up":
+            pytest.skip("the kernel refused a mount namespace or a bind mount here")
+        yield p.pid, str(here), a, b
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_library_in_another_mount_namespace_is_read_from_that_namespace(library_under_a_mount):
+    """The path in a container's maps names another file (or none) here: elf --pid and the ledger's
+    build-id read the file the process maps, not ours of the same name."""
+    import sys as _sys
+
+    _sys.path.insert(0, os.path.join(REPO, "tests"))
+    from readelf_oracle import readelf_segments
+
+    pid, here, a, b = library_under_a_mount
+    loads_of = {p: {row[1] for row in readelf_segments(p)[0] if row[0] == "LOAD"} for p in (a, b)}
+    assert loads_of[a] != loads_of[b]
+    r = run_shmkit("elf", "--pid", str(pid), "--json", here)
+    assert r.returncode == 0, r.stderr
+    (joined,) = json.loads(r.stdout)
+    assert joined["path"] == here
+    offsets = {m["load_offset"] for m in joined["mappings"]}
+    assert offsets <= loads_of[b] and not offsets <= loads_of[a], (offsets, loads_of)
+    # the ledger: the process's copy has B's build-id, so it is grouped with B loaded from its own file
+    with Peer() as peer:
+        rr = peer.call("attach", region="lib", handle={"mechanism": "dso", "size": 0, "path": b})
+        for lo, hi, _ in rr["extra"]["text"]:
+            peer.call("touch", region="lib", write=False, addr=lo, length=hi - lo)
+        led = scan_ledger(pids=[pid, peer.pid])
+    groups = [set(c.paths) for c in led.library_copies]
+    assert any({here, b} <= g for g in groups), groups
+
+
+def test_a_snapshot_keeps_the_build_ids_the_ledger_groups_library_copies_by(tmp_path):
+    """A snapshot holds no libraries: replayed, the ledger still finds the same library in two files."""
+    import shutil
+
+    from toolkit.mechanisms.dso import resolve_library
+
+    lib = resolve_library("libz.so.1")
+    folder = tmp_path / "image"
+    folder.mkdir()
+    copy = folder / os.path.basename(lib)
+    shutil.copy(lib, copy)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(folder, 0o755)
+    snap = tmp_path / "s.tar.gz"
+    with Peer() as p1, Peer() as p2:
+        for p, path in ((p1, lib), (p2, str(copy))):
+            p.call("attach", region="lib", handle={"mechanism": "dso", "size": 0, "path": path})
+        assert run_shmkit("snapshot", str(snap)).returncode == 0
+        live = json.loads(run_shmkit("footprint", "--by", "object", "--json", "--no-pfns").stdout)
+    shutil.rmtree(folder)  # replayed where the copy is gone, as on another machine
+    replay = json.loads(run_shmkit("footprint", "--by", "object", "--json", "--no-pfns", "--from", str(snap)).stdout)
+    for d in (live, replay):
+        assert any({lib, str(copy)} <= set(c["paths"]) for c in d["library_copies"]), d["library_copies"]
+
+
+def test_a_malformed_recording_is_one_line_not_a_traceback(tmp_path):
+    import tarfile
+
+    snap = tmp_path / "s.tar.gz"
+    assert run_shmkit("snapshot", str(snap)).returncode == 0
+    for name, stat in (("list", "[]"), ("field", '{"/dev/shm": {"st_mode": "x"}}'),
+                       ("ids", '{"build_ids": [1]}'), ("vfs", '{"statvfs": {"/dev/shm": {"f_blocks": 1}}}'),
+                       ("json", "{")):
+        bad = tmp_path / f"{name}.tar.gz"
+        with tarfile.open(snap) as src, tarfile.open(bad, "w:gz") as dst:
+            for m in src.getmembers():
+                data = src.extractfile(m).read() if m.isfile() else None
+                if m.name == "host/recorded-stat.json":
+                    data = stat.encode()
+                    m.size = len(data)
+                dst.addfile(m, None if data is None else __import__("io").BytesIO(data))
+        for args in (["segments"], ["footprint", "--by", "object"]):
+            r = run_shmkit(*args, "--from", str(bad))
+            assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, (name, args, r.stderr)
+            assert "recorded-stat.json" in r.stderr and "Traceback" not in r.stderr

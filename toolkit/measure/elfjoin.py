@@ -126,7 +126,7 @@ def join_pid(pid: int, library: str | None = None, privileged: bool = False, ski
     out = []
     for path, deleted, first in objects:
         try:
-            info = read_elf(_reachable(pid, path, deleted, first))
+            info = read_elf(default_fs().mapped_file(pid, first))
         except ShmkitError as err:  # another mount namespace we cannot enter, a deleted file without root
             if skipped is not None:
                 skipped.append((path + (" (deleted)" if deleted else ""), str(err)))
@@ -135,12 +135,3 @@ def join_pid(pid: int, library: str | None = None, privileged: bool = False, ski
             continue
         out.append((info, join_object(pid, path, smaps, info, privileged, deleted)))
     return out
-
-
-def _reachable(pid, path, deleted=False, mapping=None):
-    """Where to read the object: a deleted file only through the mapping itself (/proc/PID/map_files,
-    which the kernel opens for CAP_SYS_ADMIN); one in another file system through /proc/PID/root."""
-    if deleted and mapping is not None:
-        return f"/proc/{pid}/map_files/{mapping.start:x}-{mapping.end:x}"
-    via_root = f"/proc/{pid}/root{path}"
-    return path if os.path.exists(path) else via_root

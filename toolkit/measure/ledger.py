@@ -204,7 +204,8 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
         notes += ("physical pages and the cgroup charged for them need root (pagemap PFNs, /proc/kpagecgroup)",)
     elif not pfns:
         notes += ("physical pages and the cgroup charged for them were left out (--no-pfns)",)
-    return Ledger(h.version if h else None, tuple(cgroups), tuple(out_objects), library_copies(out_objects, fs),
+    sources = {(o["kind"], key[1], key[2]): o["maps"][0][:3:2] for key, o in objects.items()}  # (pid, mapping)
+    return Ledger(h.version if h else None, tuple(cgroups), tuple(out_objects), library_copies(out_objects, fs, sources),
                   access.privileged, complete, notes)
 
 
@@ -259,16 +260,18 @@ def _charges(fs, h, objects, wanted):
     return out
 
 
-def library_copies(objects, fs) -> tuple:
+def library_copies(objects, fs, sources) -> tuple:
     """Libraries with the same content (build-id) mapped from different files, as two container images
-    ship them: the sharing they lose."""
-    from toolkit.elf.headers import read_build_id
-
+    ship them: the sharing they lose. `sources`: (kind, device, inode) -> (pid, mapping) of a process that
+    maps the object, through which its file is read (a container's path names another file here)."""
     by_id = {}
     for o in objects:
         if o.kind != "library_text":
             continue
-        bid = read_build_id(o.name, fs)
+        try:
+            bid = fs.build_id(*sources[(o.kind, o.device, o.inode)])
+        except ShmkitError:
+            continue  # unreachable without CAP_SYS_ADMIN: not claimed to be a copy of anything
         if bid:
             by_id.setdefault(bid, []).append(o)
     out = []

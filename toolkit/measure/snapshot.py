@@ -92,6 +92,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
     pids = list_pids(fs)
     h = memory_hierarchy(fs)
     captured, cgroups = 0, set()
+    build_ids = stat_meta["build_ids"] = {}  # the libraries are not in the archive: their build-ids are
     # 0600 for a new file: it holds every process's command line and address space layout
     with replacing(path, 0o600) as out:
         with tarfile.open(fileobj=out, mode=mode) as raw:
@@ -121,6 +122,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
                 for n, data in files.items():
                     if data is not None:
                         t.add(f"proc/{pid}/{n}", data)
+                _build_ids(fs, pid, files["maps"], build_ids)
                 for kind in ("ipc", "mnt"):
                     ns = fs.namespace(pid, kind)
                     if ns:
@@ -168,6 +170,22 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
         except OSError:  # a pipe
             size = None
     return {"processes": captured, "file": path, "bytes": size}
+
+
+def _build_ids(fs: ProcFS, pid, maps: bytes | None, out: dict) -> None:
+    """The build-id of each file pid runs code from, by 'device:inode', read once per file: what the
+    ledger groups library copies by."""
+    from toolkit.proc.maps import parse_maps
+
+    if not maps:
+        return
+    for m in parse_maps(maps.decode("utf-8", "surrogateescape")):
+        key = f"{m.device}:{m.inode}"
+        if "x" in m.perms and m.path.startswith("/") and key not in out:
+            try:
+                out[key] = fs.build_id(pid, m)
+            except ShmkitError:
+                out[key] = None
 
 
 def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:
@@ -283,6 +301,10 @@ def opened(path: str):
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise BadInput(f"{path}: a snapshot of another format")
         fs = ProcFS.at_host(root)
+        try:
+            fs._recorded_stat()  # checked here, so that a malformed one is named with the file
+        except BadInput as err:
+            raise BadInput(f"{path}: not a readable shmkit snapshot ({err})") from err
         if not fs.shows_a_host():
             raise BadInput(f"{path}: an incomplete snapshot (it has no proc/self/status)")
         yield fs

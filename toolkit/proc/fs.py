@@ -13,6 +13,7 @@ import os
 
 from toolkit.errors import (
     AccessDenied,
+    BadInput,
     KernelThread,
     NoSuchProcess,
     NotFound,
@@ -287,6 +288,42 @@ class ProcFS:
         except OSError as err:
             raise self._translate(err, (), where) from err
 
+    def mapped_file(self, pid, mapping) -> str:
+        """A name that opens the very file `mapping` of process pid maps. Its path names a file in the
+        process's mount namespace (a container's /usr/lib is not ours), so it is looked up through
+        /proc/PID/root first and taken only where the inode is the mapping's; else (deleted, replaced,
+        or hidden under a mount) through /proc/PID/map_files, which the kernel opens for CAP_SYS_ADMIN
+        only. A recording has no files of its own: its host's path."""
+        path = mapping.path
+        if self.recorded:
+            return self.host_path(path)
+        if not mapping.deleted:
+            for where in (self.path(pid, "root") + path, path):
+                try:
+                    if os.stat(where).st_ino == mapping.inode:
+                        return where
+                except OSError:
+                    continue
+        where = self.path(pid, "map_files", f"{mapping.start:x}-{mapping.end:x}")
+        try:
+            os.stat(where)
+            return where
+        except PermissionError as err:
+            raise AccessDenied(where, f"{path}: the file process {pid} maps is not the one of that name now "
+                                      f"(deleted, replaced or under another mount); reading it through "
+                                      f"{where} needs CAP_SYS_ADMIN") from err
+        except OSError as err:
+            raise self._translate(err, (pid,), where) from err
+
+    def build_id(self, pid, mapping):
+        """The GNU build-id (hex) of the file `mapping` maps, or None where it has none; a recording
+        gives what its snapshot read (it holds no libraries). ShmkitError where the file is unreachable."""
+        if self.recorded:
+            return self._recorded_stat().get("build_ids", {}).get(f"{mapping.device}:{mapping.inode}")
+        from toolkit.elf.headers import read_build_id
+
+        return read_build_id(self.mapped_file(pid, mapping))
+
     def host_listdir(self, abspath: str) -> list:
         """Names in a host folder, as bytes-faithful str (surrogateescape); [] when it does not exist."""
         where = self.host_path(abspath)
@@ -311,14 +348,20 @@ class ProcFS:
             raise self._translate(err, (), where) from err
 
     def _recorded_stat(self) -> dict:
+        """The recording's metadata, its shape checked once: a snapshot is anyone's file, and a list where
+        a number belongs must be one line of error, not a traceback in the middle of a report."""
         if not hasattr(self, "_stat_cache"):
             import json
 
+            where = os.path.join(self.host_root, RECORDED_STAT)
             try:
-                with open(os.path.join(self.host_root, RECORDED_STAT)) as f:
-                    self._stat_cache = json.load(f)
+                with open(where, "rb") as f:
+                    meta = json.load(f)
             except FileNotFoundError:
-                self._stat_cache = {}
+                meta = {}
+            except (OSError, ValueError) as err:
+                raise BadInput(f"{RECORDED_STAT} of this recording cannot be read ({err})") from err
+            self._stat_cache = _checked_stat(meta)
         return self._stat_cache
 
     def host_isdir(self, abspath: str) -> bool:
@@ -336,6 +379,39 @@ class ProcFS:
 
 
 RECORDED_STAT = "recorded-stat.json"  # in a recorded host's root: {"/dev/shm/NAME": {"st_mode": ..., ...}}
+_STAT_FIELDS = ("st_mode", "st_ino", "st_dev", "st_uid", "st_size", "st_blocks", "st_gid", "st_ctime")
+_STATVFS_FIELDS = ("f_blocks", "f_bfree", "f_bavail", "f_frsize")
+
+
+def _checked_stat(meta) -> dict:
+    """recorded-stat.json as the readers expect it, or BadInput naming what is not."""
+    def bad(what):
+        return BadInput(f"{RECORDED_STAT} of this recording is malformed: {what}")
+
+    def numbers(d, fields, what):
+        if not isinstance(d, dict) or not set(d) <= set(fields) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in d.values()):
+            raise bad(f"{what} is not a record of whole numbers ({', '.join(fields)})")
+
+    if not isinstance(meta, dict):
+        raise bad("not an object")
+    for key, value in meta.items():
+        if key == "statvfs":
+            if not isinstance(value, dict):
+                raise bad("statvfs is not an object")
+            for where, d in value.items():
+                numbers(d, _STATVFS_FIELDS, f"statvfs of {where}")
+                if len(d) != len(_STATVFS_FIELDS):
+                    raise bad(f"statvfs of {where} lacks a field")
+        elif key == "cgroup_inodes":
+            if not isinstance(value, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in value.items()):
+                raise bad("cgroup_inodes is not an object of inode -> cgroup path")
+        elif key == "build_ids":
+            if not isinstance(value, dict) or not all(v is None or isinstance(v, str) for v in value.values()):
+                raise bad("build_ids is not an object of device:inode -> build-id")
+        elif key.startswith("/"):
+            numbers(value, _STAT_FIELDS, key)
+    return meta
 
 
 class _RecordedStatvfs:
