@@ -476,3 +476,26 @@ def test_a_malformed_recording_is_one_line_not_a_traceback(tmp_path):
             r = run_shmkit(*args, "--from", str(bad))
             assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, (name, args, r.stderr)
             assert "recorded-stat.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_two_files_of_one_name_are_two_rows_of_footprint_by_library(library_under_a_mount):
+    """Our file at a path and a container's file at the same path are two libraries: one row would say
+    that processes share pages they do not."""
+    pid, here, _a, _b = library_under_a_mount
+    with Peer() as peer:
+        peer.call("attach", region="lib", handle={"mechanism": "dso", "size": 0, "path": here})
+        d = json.loads(run_shmkit("footprint", "--by", "library", "--json", str(pid), str(peer.pid)).stdout)
+        table = run_shmkit("footprint", "--by", "library", str(pid), str(peer.pid),
+                           env={**os.environ, "COLUMNS": "200"}).stdout
+        objects = json.loads(run_shmkit("footprint", "--by", "object", "--json", str(pid), str(peer.pid)).stdout)
+        object_table = run_shmkit("footprint", "--by", "object", str(pid), str(peer.pid),
+                                  env={**os.environ, "COLUMNS": "250"}).stdout
+    texts = [o for o in objects["objects"] if o["name"] == here and o["kind"] == "library_text"]
+    assert len(texts) == 2
+    for o in texts:
+        assert f"{here} (device {o['device']} inode {o['inode']})" in object_table, object_table
+    rows = [u for u in d["libraries"] if u["path"] == here]
+    assert len(rows) == 2 and all(u["processes"] == 1 and u["same_name"] for u in rows), rows
+    assert len({u["inode"] for u in rows}) == 2
+    for u in rows:
+        assert f"{here} (device {u['device']} inode {u['inode']})" in table

@@ -721,6 +721,9 @@ class LibraryUse(NamedTuple):
     pss_sum: int
     physical_bytes: Optional[int]
     deleted: bool = False  # mapped before the file was deleted or replaced (an upgrade): an old copy still used
+    device: Optional[str] = None  # of the file mapped ('fe:00'), as maps gives it
+    inode: Optional[int] = None
+    same_name: bool = False  # another file of this path is mapped too (a container's): named by device and inode
 
 
 class FootprintReport(NamedTuple):

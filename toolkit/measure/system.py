@@ -697,7 +697,9 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
                 d["uss"] += e.get("Private_Clean", 0) + e.get("Private_Dirty", 0)
                 if by == "library" and k in ("library text", "library data") and e.mapping.path:
                     # the old copy of an upgraded library is another object than the new file of that name
-                    lib_maps.setdefault((e.mapping.path, e.mapping.deleted), []).append((pid, e))
+                    # and two files of one name (a container's libc and ours) are two objects, not one
+                    m = e.mapping
+                    lib_maps.setdefault((m.path, m.deleted, m.device, m.inode), []).append((pid, e))
         procs.append(ProcessMemory(
             pid=pid, command=cmd, user=owner_name(uid), rss=fields.get("Rss", 0), pss=fields.get("Pss", 0),
             uss=fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0), swap=fields.get("Swap", 0),
@@ -708,15 +710,18 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
         privileged = access.privileged
     libraries = ()
     if by == "library":
-        libraries = tuple(sorted((_library_use(key, uses, privileged, fs) for key, uses in lib_maps.items()),
-                                 key=lambda u: -u.pss_sum))
+        names = {}
+        for path, deleted, _dev, _ino in lib_maps:
+            names[path, deleted] = names.get((path, deleted), 0) + 1
+        libraries = tuple(sorted((_library_use(key, uses, privileged, fs, names[key[:2]] > 1)
+                                  for key, uses in lib_maps.items()), key=lambda u: -u.pss_sum))
     complete, notes = _completeness(fs, access, denied, len(candidates)) if not pids else (True, ())
     return FootprintReport(tuple(procs), len(denied), vanished, kthreads, libraries, privileged, zombies, notes,
                            complete)
 
 
-def _library_use(key, uses, privileged, fs) -> LibraryUse:
-    path, deleted = key
+def _library_use(key, uses, privileged, fs, same_name=False) -> LibraryUse:
+    path, deleted, device, inode = key
     physical = None
     if privileged:
         pfns = set()
@@ -733,4 +738,4 @@ def _library_use(key, uses, privileged, fs) -> LibraryUse:
             pfns |= found
         physical = len(pfns) * fs.page_size if pfns is not None else None
     return LibraryUse(path, len({pid for pid, _ in uses}), sum(e.get("Rss", 0) for _, e in uses),
-                      sum(e.get("Pss", 0) for _, e in uses), physical, deleted)
+                      sum(e.get("Pss", 0) for _, e in uses), physical, deleted, device, inode, same_name)

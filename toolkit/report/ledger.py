@@ -22,7 +22,7 @@ def to_json(led, by) -> dict:
                 "pss_sum_bytes": o.pss_sum_bytes, "physical_bytes": o.physical_bytes, "saved_bytes": o.saved_bytes,
                 "used_by": [{"cgroup": cg, "pss_bytes": b} for cg, b in o.used_by],
                 "charged_to": None if o.charged_to is None else [{"cgroup": cg, "bytes": b} for cg, b in o.charged_to],
-                "ipc_namespace": o.ipc_namespace} for o in led.objects],
+                "ipc_namespace": o.ipc_namespace, "device": o.device, "inode": o.inode} for o in led.objects],
             "library_copies": [{"name": c.name, "build_id": c.build_id, "files": c.files, "extra_bytes": c.extra_bytes,
                                 "paths": list(c.paths)} for c in led.library_copies]}
 
@@ -78,9 +78,22 @@ def _cgroups(pairs) -> str:
 
 
 def object_view(led) -> View:
+    seen = {}
+    for o in led.objects:
+        seen[o.kind, o.name] = seen.get((o.kind, o.name), 0) + 1
+
+    def name(o):
+        """Two objects of one name (a container's libc and ours, shmid 0 of two IPC namespaces) are told
+        apart by what makes them two."""
+        if seen[o.kind, o.name] < 2:
+            return o.name
+        if o.kind == "sysv":
+            return f"{o.name} (IPC namespace {o.ipc_namespace})"
+        return f"{o.name} (device {o.device} inode {o.inode})"
+
     cols = (
         Column("kind", lambda o: o.kind),
-        Column("name", lambda o: o.name, text=True, ident=True),
+        Column("name", name, text=True, ident=True),
         Column("procs", lambda o: o.processes, right=True),
         Column("Rss sum", lambda o: o.rss_sum_bytes, _hb, key="rss_sum_bytes", right=True),
         Column("Pss sum", lambda o: o.pss_sum_bytes, _hb, key="pss_sum_bytes", right=True),

@@ -255,7 +255,8 @@ KIND_COLUMNS = (
     Column("USS", _kv("uss_bytes"), human_bytes, key="uss_bytes", right=True, total=_ksum("uss_bytes")),
 )
 LIBRARY_COLUMNS = (
-    Column("library", lambda u: u.path + (" (deleted)" if u.deleted else ""), text=True, key="path"),
+    Column("library", lambda u: u.path + (" (deleted)" if u.deleted else "")
+           + (f" (device {u.device} inode {u.inode})" if u.same_name else ""), text=True, key="path"),
     Column("processes", lambda u: u.processes, right=True),
     Column("RSS summed", lambda u: u.rss_sum, human_bytes, key="rss_sum", right=True),
     Column("PSS summed", lambda u: u.pss_sum, human_bytes, key="pss_sum", right=True),
