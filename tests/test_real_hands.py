@@ -770,3 +770,31 @@ def test_watch_segments_names_who_attached_and_detached_since_the_last_scan():
         p.kill()
         p.wait()
         sysv.destroy(h)
+
+
+def test_a_writer_killed_mid_file_leaves_nothing_in_the_folder(tmp_path):
+    """A file being written has no name until it is whole (O_TMPFILE): a SIGKILL of shmkit (a cgroup or
+    OOM kill of the tree) during a snapshot or a page leaves no .part file behind."""
+    try:
+        os.close(os.open(tmp_path, os.O_TMPFILE | os.O_WRONLY, 0o600))
+    except OSError as err:
+        pytest.skip(f"the file system of {tmp_path} has no O_TMPFILE ({err.strerror}): a .part file is used there")
+    target = tmp_path / "out.html"
+    code = ("import sys, time\nfrom toolkit.outfile import replacing\n"
+            f"with replacing({str(target)!r}) as f:\n"
+            "    f.write(b'x' * 100000); f.flush(); print('writing', flush=True); time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "writing"
+        assert os.listdir(tmp_path) == []  # nothing named while it is being written
+        p.kill()
+    finally:
+        p.kill()
+        p.wait()
+    assert os.listdir(tmp_path) == []
+    from toolkit.outfile import replacing
+
+    with replacing(str(target)) as f:
+        f.write(b"whole")
+    assert os.listdir(tmp_path) == ["out.html"] and target.read_bytes() == b"whole"
+    assert (target.stat().st_mode & 0o777) == 0o644 & ~os.umask(os.umask(0))

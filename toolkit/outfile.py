@@ -55,7 +55,9 @@ def replacing(path: str, mode: int = 0o644):
         return
     folder, name = os.path.split(os.path.realpath(path))
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd, unnamed = _unnamed_file(folder)
+    if fd is None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -65,7 +67,36 @@ def replacing(path: str, mode: int = 0o644):
                     os.fchown(f.fileno(), st.st_uid, st.st_gid)
             else:
                 os.fchmod(f.fileno(), mode & ~_umask())
+            f.flush()
+            if unnamed:  # named only now, for the rename: a kill before this leaves nothing in the folder
+                _name(f.fileno(), tmp)
         os.replace(tmp, os.path.join(folder, name))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _name(fd: int, where: str) -> None:
+    """linkat(2) of an O_TMPFILE through /proc/self/fd with AT_SYMLINK_FOLLOW (AT_EMPTY_PATH would need
+    CAP_DAC_READ_SEARCH). os.link takes linkat only when given a folder descriptor: without one it calls
+    link(2), which links the /proc symlink itself and fails with EXDEV."""
+    procfd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(str(fd), where, src_dir_fd=procfd, follow_symlinks=True)
+    finally:
+        os.close(procfd)
+
+
+def _unnamed_file(folder: str):
+    """(fd, True) of a file in `folder` with no name yet (O_TMPFILE: a process killed while writing
+    leaves no .part behind), or (None, False) where the file system or kernel has none, or /proc is not
+    there to name it through."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return None, False
+    try:
+        return os.open(folder, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600), True
+    except OSError as err:
+        if err.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None, False  # not here (NFS, some FUSE): a named .part file, removed on any failure
+        raise
