@@ -257,7 +257,7 @@ def test_no_arguments_prints_the_help():
     (["compare", "--html", "/nonexistent/x.html"], "its folder does not exist"),
     # '-' once quietly became a file named '-' in the current folder
     *[(args, "'-' is not standard output here") for args in (
-        ["bench", "--csv", "-"], ["explain", "--markdown", "-"], ["compare", "--html", "-"], ["snapshot", "-"])],
+        ["bench", "--csv", "-"], ["explain", "--markdown", "-"], ["compare", "--html", "-"])],
     (["snapshot", "x.zip"], "a snapshot is a tar archive"),
 ])
 def test_usage_errors_exit_2_before_anything_runs(args, needle):

@@ -370,3 +370,10 @@ def test_snapshot_compression_follows_the_name_and_replays(tmp_path):
         else:
             assert head.startswith(magic), (name, head)
         assert json.loads(run_shmkit("segments", "--json", "--from", str(path)).stdout)["processes"] > 0
+    # '-' is standard output (gzip), as /dev/stdout is; the summary line goes to stderr
+    with open(tmp_path / "piped", "wb") as out:
+        r = subprocess.run([sys.executable, "-m", "toolkit", "snapshot", "-"], stdout=out, stderr=subprocess.PIPE,
+                           cwd=REPO, timeout=120)
+    assert r.returncode == 0 and b"processes" in r.stderr and not os.path.exists(os.path.join(REPO, "-"))
+    assert (tmp_path / "piped").read_bytes()[:2] == b"\x1f\x8b"
+    assert json.loads(run_shmkit("segments", "--json", "--from", str(tmp_path / "piped")).stdout)["processes"] > 0

@@ -258,9 +258,11 @@ def snapshot(file):
     from toolkit.errors import BadInput
     from toolkit.measure.snapshot import take_snapshot, tar_mode
 
-    if file == "-":  # an archive is not streamed: '-' would quietly be a file of that name
-        raise click.BadParameter("'-' is not standard output here: name a file (./- for a file called '-')",
-                                 param_hint="FILE")
+    if file == "-":  # standard output, as /dev/stdout is: a pipe to ssh or a file it is redirected to
+        if sys.stdout.isatty():
+            raise click.BadParameter("'-' would write a compressed archive to the terminal: redirect it "
+                                     "or name a file", param_hint="FILE")
+        file = "/dev/stdout"
     if not os.path.isdir(os.path.dirname(os.path.abspath(file))):
         raise click.BadParameter(f"{file!r}: its folder does not exist", param_hint="FILE")
     try:
