@@ -1,9 +1,11 @@
 """`compare` on the live kernel: the facts the issue names, measured."""
 import os
 import subprocess
+import time
+import json
 
 import pytest
-from conftest import is_root
+from conftest import is_root, run_shmkit
 
 from toolkit.errors import BadInput, LimitExceeded, NotELF, NotFound
 from toolkit.measure.compare import run_compare
@@ -150,3 +152,19 @@ def test_a_size_that_is_not_whole_pages_is_measured_against_the_pages_it_holds()
     shmem = next(ln for ln in findings(c) if ln.startswith("/proc/meminfo Shmem"))
     grew = c.shmem_during - c.shmem_before
     assert (grew == 2 * 2 * PAGE_SIZE) or "lags" in shmem, shmem  # the kernel's per-CPU batches, said
+
+
+@pytest.mark.slow
+def test_a_witness_tool_that_never_answers_is_not_waited_on_for_ever(tmp_path):
+    """`ipcs -m` is asked as a second witness of where a segment is listed; one that hangs (a wrapper, a
+    broken /proc) is given up on, and compare ends with the kernel's own listing as evidence."""
+    fake = tmp_path / "ipcs"
+    fake.write_text("#!/bin/sh\nexec sleep 600\n")
+    fake.chmod(0o755)
+    t0 = time.monotonic()
+    r = run_shmkit("compare", "--size", "4K", "--peers", "2", "--repeat", "1", "--json", timeout=120,
+                   env={**os.environ, "PATH": f"{tmp_path}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 90
+    d = json.loads(r.stdout)
+    assert "/proc/sysvipc/shm" in json.dumps(d)

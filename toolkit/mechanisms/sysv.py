@@ -150,7 +150,10 @@ class SysV(Mechanism):
             where.append("/proc/sysvipc/shm")
         ipcs = shutil.which("ipcs")
         if ipcs:
-            out = subprocess.run([ipcs, "-m"], capture_output=True, text=True).stdout
+            try:  # a witness, not a need: one that does not answer is left out, never waited on for ever
+                out = subprocess.run([ipcs, "-m"], capture_output=True, text=True, timeout=10).stdout
+            except subprocess.TimeoutExpired:
+                out = ""
             if any(line.split()[1:2] == [str(handle.shmid)] for line in out.splitlines()):
                 where.append("ipcs -m")
         return tuple(where)
