@@ -37,3 +37,14 @@ def test_sizes_are_exact_however_large():
     assert parse_size("1.25K") == 1280 and parse_size("2.5T") == 5 << 39
     with pytest.raises(BadInput, match="not a whole number of bytes"):
         parse_size("0.3")
+
+
+def test_sizes_past_size_t_are_refused_with_their_reason_and_large_ones_read_well():
+    from toolkit.units import parse_region_size
+
+    assert parse_region_size("16383P") == 16383 << 50 and parse_size("2E") == 2 << 60
+    for text in ("16E", "99999999999999999999T"):
+        with pytest.raises(BadInput, match="past 16 EiB"):
+            parse_region_size(text)
+    assert human_bytes(2 << 40) == "2.0 TiB" and human_bytes((1 << 64) - 1) == "16.0 EiB"
+    assert human_bytes(3 << 50) == "3.0 PiB"

@@ -3,8 +3,9 @@ import re
 
 from toolkit.errors import BadInput
 
-_SUFFIX = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_SUFFIX = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]?)(?:I?B)?\s*$", re.IGNORECASE)
+SIZE_MAX = (1 << 64) - 1  # size_t: no call takes more, on any machine shmkit runs on
 
 
 def parse_size(text) -> int:
@@ -22,11 +23,21 @@ def parse_size(text) -> int:
     return num // den
 
 
+def parse_region_size(text) -> int:
+    """parse_size for a region to make: one past size_t is refused here, with its reason, rather than
+    further on as 'past shmmax' with a number of 33 digits."""
+    size = parse_size(text)
+    if size > SIZE_MAX:
+        raise BadInput(f"size {text!r} is past 16 EiB (2**64 bytes), more than any address space holds")
+    return size
+
+
 def human_bytes(n) -> str:
     if n is None:
         return "-"
     n = int(n)
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+    for unit, factor in (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20),
+                         ("KiB", 1 << 10)):
         if abs(n) >= factor:
             return f"{n / factor:.1f} {unit}"
     return f"{n} B"

@@ -18,12 +18,12 @@ from toolkit.cli.common import (
 
 def _sizes(ctx, param, value):
     from toolkit.errors import ShmkitError
-    from toolkit.units import parse_size
+    from toolkit.units import parse_region_size
 
     if value is None:
         return None
     try:
-        sizes = [parse_size(v) for v in value.split(",") if v.strip()]
+        sizes = [parse_region_size(v) for v in value.split(",") if v.strip()]
     except ShmkitError as err:
         raise click.BadParameter(str(err)) from err
     if not sizes:
@@ -64,7 +64,7 @@ def _plot_path(ctx, param, value):
 
 
 @click.command()
-@click.option("--sizes", callback=_sizes, default="4K,64K,1M,16M,256M", show_default=True, help="Comma-separated sizes (K, M, G or bytes).")
+@click.option("--sizes", callback=_sizes, default="4K,64K,1M,16M,256M", show_default=True, help="Comma-separated sizes (K, M, G, T or bytes).")
 @click.option("--mechanisms", "mechs", callback=_mechanisms, default="sysv,posix,memfd,anon,dso", show_default=True, help="Comma-separated: sysv, posix, memfd, anon, dso.")
 @click.option("--repeat", type=int, callback=at_least(1), default=None, help="Force N measured runs per size (default: calibrated, more for small sizes).")
 @click.option("--pin", type=int, callback=_cpu, default=None, metavar="CPU", help="Run on this CPU only (peers too).")

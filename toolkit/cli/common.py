@@ -12,10 +12,10 @@ class SizeType(click.ParamType):
     name = "SIZE"
 
     def convert(self, value, param, ctx):
-        from toolkit.units import parse_size
+        from toolkit.units import parse_region_size
 
         try:
-            size = parse_size(value)
+            size = parse_region_size(value)
         except ShmkitError as err:
             self.fail(str(err), param, ctx)
         if size <= 0:

@@ -16,7 +16,7 @@ from toolkit.cli.common import (
 
 
 @click.command()
-@click.option("--size", type=SIZE, default="64M", show_default=True, help="Size of the System V and POSIX regions (K, M, G or bytes).")
+@click.option("--size", type=SIZE, default="64M", show_default=True, help="Size of the System V and POSIX regions (K, M, G, T or bytes).")
 @click.option("--peers", type=int, callback=at_least(2, "one peer writes, another reads"), default=4, show_default=True, help="Number of peer processes (at least 2).")
 @click.option("--library", type=PathName(), metavar="PATH", default=None, help="Shared library for the implicit columns (default: this process's libc).")
 @click.option("--repeat", type=int, callback=at_least(1), default=5, show_default=True, help="Repetitions of each setup phase (median reported).")
