@@ -377,3 +377,29 @@ def test_snapshot_compression_follows_the_name_and_replays(tmp_path):
     assert r.returncode == 0 and b"processes" in r.stderr and not os.path.exists(os.path.join(REPO, "-"))
     assert (tmp_path / "piped").read_bytes()[:2] == b"\x1f\x8b"
     assert json.loads(run_shmkit("segments", "--json", "--from", str(tmp_path / "piped")).stdout)["processes"] > 0
+
+
+def test_folders_in_dev_shm_are_counted_and_named_but_not_listed_as_objects(tmp_path):
+    """Files in a folder of /dev/shm fill it as objects do, but no shm_open name reaches them: the fill
+    must not be a mystery, nor the folder an 'object'."""
+    import secrets
+
+    top = "/dev/shm/shmkit-test-folder-" + secrets.token_hex(4)
+    os.makedirs(top + "/deeper")
+    try:
+        with open(top + "/deeper/a", "wb") as f:
+            f.write(b"\1" * 100000)
+        with open(top + "/b", "wb") as f:
+            f.write(b"\1" * 5000)
+        name = os.path.basename(top)
+        snap = tmp_path / "s.tar.gz"
+        assert run_shmkit("snapshot", str(snap)).returncode == 0
+        for source in ([], ["--from", str(snap)]):
+            d = json.loads(run_shmkit("segments", "--json", *source).stdout)
+            ours = next(m for m in d["dev_shm"] if m["where"] == "/dev/shm")
+            assert name in ours["folders"] and name not in {o["name"] for o in d["posix"]}, source
+            assert ours["folder_files"] >= 2 and ours["folder_bytes"] >= 100000 + 4096, ours
+            text = run_shmkit("segments", *source, env={**os.environ, "COLUMNS": "80"}).stdout
+            assert f"{name}/" in " ".join(text.split()) and "not POSIX objects" in " ".join(text.split())
+    finally:
+        shutil.rmtree(top)

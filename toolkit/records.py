@@ -684,6 +684,9 @@ class DevShm(NamedTuple):
     fill: Optional[float]
     full: bool
     processes: tuple  # some pids that see it
+    folders: tuple = ()  # names of folders in it: their files are tmpfs memory, but not POSIX objects
+    folder_files: int = 0  # regular files in those folders, at any depth
+    folder_bytes: int = 0  # what those files have allocated
 
 
 class SegmentsReport(NamedTuple):

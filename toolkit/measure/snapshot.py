@@ -198,14 +198,28 @@ def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:
     if vfs is not None:
         meta["statvfs"][where] = dict(f_blocks=vfs.f_blocks, f_bfree=vfs.f_bfree, f_bavail=vfs.f_bavail,
                                       f_frsize=vfs.f_frsize)
+    _shm_entries(t, fs, where, meta, [0])
+
+
+def _shm_entries(t: _Tar, fs: ProcFS, where: str, meta: dict, seen: list, depth: int = 0) -> None:
+    """The names in a /dev/shm, their folders' too (as deep and as many as segments walks), empty, with
+    their metadata: what segments lists and counts."""
+    from toolkit.measure.system import FOLDER_DEPTH, FOLDER_ENTRIES
+
     t.folder(where.lstrip("/"))
     for name in fs.host_listdir(where):
+        path = os.path.join(where, name)
         try:
-            st = fs.host_lstat(os.path.join(where, name))
+            st = fs.host_lstat(path)
         except (AccessDenied, NotFound, NoSuchProcess):
             continue
-        t.add(os.path.join(where, name).lstrip("/"), b"")
-        meta[os.path.join(where, name)] = _stat_meta(st)
+        meta[path] = _stat_meta(st)
+        if stat.S_ISDIR(st.st_mode):
+            if depth < FOLDER_DEPTH and seen[0] < FOLDER_ENTRIES:
+                _shm_entries(t, fs, path, meta, seen, depth + 1)
+            continue
+        seen[0] += 1
+        t.add(path.lstrip("/"), b"")
 
 
 def _pfn_runs(t: _Tar, fs: ProcFS) -> None:

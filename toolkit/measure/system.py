@@ -270,6 +270,26 @@ def _completeness(fs, access, denied_pids, processes) -> tuple:
 FULL_AT = 0.9  # a /dev/shm this full is flagged: the next shm_open + ftruncate may fail with ENOSPC or SIGBUS
 
 
+FOLDER_DEPTH, FOLDER_ENTRIES = 8, 10000  # a walk of folders in /dev/shm stays short whatever is there
+
+
+def _folder_usage(fs, where, acc, depth=0) -> None:
+    """Add the regular files below `where` and what they have allocated to acc ([files, bytes]), through
+    the gateway (a recording replays it), at most FOLDER_DEPTH deep and FOLDER_ENTRIES entries."""
+    for name in fs.host_listdir(where):
+        if acc[0] >= FOLDER_ENTRIES:
+            return
+        try:
+            st = fs.host_lstat(os.path.join(where, name))
+        except (NotFound, AccessDenied, NoSuchProcess):
+            continue
+        if stat.S_ISDIR(st.st_mode) and depth < FOLDER_DEPTH:
+            _folder_usage(fs, os.path.join(where, name), acc, depth + 1)
+        elif stat.S_ISREG(st.st_mode):
+            acc[0] += 1
+            acc[1] += st.st_blocks * 512
+
+
 def _dev(st_dev) -> str:
     return f"{os.major(st_dev):02x}:{os.minor(st_dev):02x}"
 
@@ -386,11 +406,15 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs else None
         dev_shm.append(DevShm(where, ns, _dev(root_st.st_dev), size, used,
                               (used / size) if size else None, bool(size) and used / size >= FULL_AT, ()))
+        folders, in_folders = [], [0, 0]
         for name in sorted(fs.host_listdir(where)):
             try:
                 st = fs.host_lstat(os.path.join(where, name))
             except (NotFound, AccessDenied, NoSuchProcess):
                 continue  # removed since the listing
+            if stat.S_ISDIR(st.st_mode):
+                folders.append(name)
+                _folder_usage(fs, os.path.join(where, name), in_folders)
             if not stat.S_ISREG(st.st_mode):
                 continue
             dev = _dev(st.st_dev)
@@ -403,6 +427,9 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino, namespace=ns, via_pid=via,
                 semaphore=name.startswith("sem."),
             ))
+        if folders:  # the fill counts their files; no listing of objects would
+            dev_shm[-1] = dev_shm[-1]._replace(folders=tuple(folders), folder_files=in_folders[0],
+                                               folder_bytes=in_folders[1])
     dev_shm = [d._replace(processes=tuple(sorted(mounts[_st(d.device)][2])[:8])) for d in dev_shm]
     for d in dev_shm:
         if d.full:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from toolkit.records import to_dict
 from toolkit.report.view import Column, View, escape, raw_hex, renderables
-from toolkit.units import human_bytes
+from toolkit.units import counted, human_bytes
 
 
 def _att(obj):
@@ -23,7 +23,7 @@ def segments_to_json(r) -> dict:
     return {"sysv": [_object_json(o) for o in r.sysv], "posix": [_object_json(o) for o in r.posix],
             "memfd": [_object_json(o) for o in r.memfd], "deleted": [_object_json(o) for o in r.deleted],
             "pinned": [_object_json(o) for o in r.pinned + tuple(o for o in r.sysv if o.pinned)],
-            "dev_shm": [to_dict(d) for d in r.dev_shm],
+            "dev_shm": [{**to_dict(d), "folders": [escape(n) for n in d.folders]} for d in r.dev_shm],
             "processes": r.processes, "unreadable": r.unreadable, "remove_ipc": r.remove_ipc_policy,
             "complete": r.complete, "unlisted": list(r.unlisted), "notes": list(r.notes)}
 
@@ -152,6 +152,12 @@ def segments_renderables(r, console, changes=None) -> list:
                         "their owner's last session ends."))
     if changes and changes["gone"]:
         out.append(("gone since the last scan: " + ", ".join(escape(g) for g in changes["gone"])))
+    for d in r.dev_shm:
+        if d.folders:  # the fill counts their files; no listing of objects would
+            names = ", ".join(escape(n) + "/" for n in d.folders[:4]) + (", ..." if len(d.folders) > 4 else "")
+            out.append(f"{d.where} holds {counted(len(d.folders), 'folder')} ({names}) with "
+                       f"{counted(d.folder_files, 'file')}, {human_bytes(d.folder_bytes)} allocated: tmpfs memory, "
+                       "but not POSIX objects (a shm_open name has no '/'), so not listed above")
     out += list(r.notes)
     return out
 
