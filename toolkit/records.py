@@ -758,6 +758,10 @@ class CgroupUse(NamedTuple):
     pss_bytes: dict  # kind -> bytes (hugetlb: Shared_Hugetlb + Private_Hugetlb, which smaps keeps out of Pss)
     memory_stat: Optional[dict]  # what the kernel charges the cgroup, by the hierarchy's own names
     charged_bytes: Optional[dict]  # kind -> bytes of shared objects' pages charged to it (root only)
+    # shmem charged to it and the cgroups below it that no mapping we read holds: files in /dev/shm or
+    # segments nobody maps, tmpfs files (root only: it needs the charges of the mapped pages)
+    unmapped_shmem_bytes: Optional[int] = None
+    descendants: tuple = ()  # the listed cgroups below it, whose charges its memory.stat includes
 
 
 class LedgerObject(NamedTuple):

@@ -192,6 +192,7 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
             cgroup=cg, processes=len(g["pids"]), pss_bytes=g["pss"],
             memory_stat=memory_stat(cg, h, fs) if (h and cg is not None) else None,
             charged_bytes=by_kind if pfns and charged is not None and not unknown else None))
+    cgroups = _with_subtrees(cgroups)
     nameless = sum(g.processes for g in cgroups if g.cgroup is None)
     if h and nameless:
         notes = tuple(notes) + (f"the cgroup of {counted(nameless, 'process', 'processes')} is unknown ('?'): "
@@ -207,6 +208,30 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
     sources = {(o["kind"], key[1], key[2]): o["maps"][0][:3:2] for key, o in objects.items()}  # (pid, mapping)
     return Ledger(h.version if h else None, tuple(cgroups), tuple(out_objects), library_copies(out_objects, fs, sources),
                   access.privileged, complete, notes)
+
+
+SHMEM_KINDS = ("sysv", "posix", "memfd", "tmpfs")
+
+
+def _with_subtrees(cgroups) -> list:
+    """Each cgroup with the listed cgroups below it and, where the charges of mapped pages are known,
+    the shmem it is charged for that is in no mapping: memory.stat counts a cgroup's descendants too, so
+    its shmem is set against the charged pages of its whole subtree."""
+    out = []
+    for c in cgroups:
+        if c.cgroup is None:
+            out.append(c)
+            continue
+        prefix = c.cgroup.rstrip("/") + "/"
+        below = tuple(sorted(d.cgroup for d in cgroups if d.cgroup and d.cgroup.startswith(prefix)))
+        subtree = [c] + [d for d in cgroups if d.cgroup in below]
+        shmem = (c.memory_stat or {}).get("shmem")
+        unmapped = None
+        if shmem is not None and all(d.charged_bytes is not None for d in subtree):
+            mapped = sum(d.charged_bytes.get(k, 0) for d in subtree for k in SHMEM_KINDS)
+            unmapped = max(0, shmem - mapped)
+        out.append(c._replace(unmapped_shmem_bytes=unmapped, descendants=below))
+    return out
 
 
 def _sysv_sizes(fs) -> dict:

@@ -14,7 +14,9 @@ def to_json(led, by) -> dict:
         return {"by": "cgroup", "cgroup_version": led.cgroup_version, "privileged": led.privileged,
                 "complete": led.complete, "notes": list(led.notes),
                 "groups": [{"cgroup": c.cgroup, "processes": c.processes, "pss_bytes": dict(c.pss_bytes),
-                            "memory_stat": c.memory_stat, "charged_bytes": c.charged_bytes} for c in led.cgroups]}
+                            "memory_stat": c.memory_stat, "charged_bytes": c.charged_bytes,
+                            "unmapped_shmem_bytes": c.unmapped_shmem_bytes, "descendants": list(c.descendants)}
+                           for c in led.cgroups]}
     return {"by": "object", "privileged": led.privileged, "complete": led.complete, "notes": list(led.notes),
             "objects": [{
                 "kind": o.kind, "name": escape(o.name), "name_hex": raw_hex(o.name), "shmid": o.shmid,
@@ -44,13 +46,17 @@ def _charged_shared(c):
 def _why(c) -> str:
     """Where "used" (Pss) and "charged" (first touch) differ, and why."""
     used, paid = _shared_use(c), _charged_shared(c)
-    if paid is None or max(used, paid) < 1 << 20:
-        return ""
-    if paid > 1.5 * used:
-        return "pays for shared pages others use too: it touched them first"
-    if used > 1.5 * paid:
-        return "uses shared pages charged to another cgroup, which touched them first"
-    return ""
+    out = []
+    shmem = (c.memory_stat or {}).get("shmem")
+    if c.unmapped_shmem_bytes and c.unmapped_shmem_bytes >= max(1 << 20, shmem // 4):
+        out.append(f"{human_bytes(c.unmapped_shmem_bytes)} of its shmem is in no mapping: /dev/shm files or "
+                   "segments nobody maps (shmkit segments), tmpfs files")
+    if paid is not None and max(used, paid) >= 1 << 20:
+        if paid > 1.5 * used:
+            out.append("pays for shared pages others use too: it touched them first")
+        elif used > 1.5 * paid:
+            out.append("uses shared pages charged to another cgroup, which touched them first")
+    return "; ".join(out)
 
 
 def cgroup_view(led) -> View:
@@ -68,7 +74,14 @@ def cgroup_view(led) -> View:
     )
     notes = ("Pss by kind: what the processes of each cgroup use; charged: what the kernel bills the cgroup "
              "(memory.stat shmem) and, as root, the shared objects' pages charged to it (/proc/kpagecgroup). "
-             "A shmem or page-cache page is charged to the cgroup that first touched it.",) + led.notes
+             "A shmem or page-cache page is charged to the cgroup that first touched it.",)
+    nested = [c for c in led.cgroups if c.descendants]
+    if nested:  # memory.stat is hierarchical: the rows' charges are not to be added up
+        notes += (f"charged shmem of a cgroup includes the cgroups below it: {escape(nested[0].cgroup)} includes "
+                  + ", ".join(escape(d) for d in nested[0].descendants[:3])
+                  + (" and more" if len(nested[0].descendants) > 3 else "")
+                  + (f" (and {len(nested) - 1} more cgroups likewise)" if len(nested) > 1 else ""),)
+    notes += led.notes
     return View(f"shared memory by cgroup (v{led.cgroup_version or '?'})", cols, list(led.cgroups), notes)
 
 
