@@ -403,3 +403,24 @@ def test_folders_in_dev_shm_are_counted_and_named_but_not_listed_as_objects(tmp_
             assert f"{name}/" in " ".join(text.split()) and "not POSIX objects" in " ".join(text.split())
     finally:
         shutil.rmtree(top)
+
+
+def test_as_nobody_its_own_undumpable_process_is_not_called_another_users(nobody_env):
+    """A process of our own user that may not be dumped (ssh-agent, gpg-agent: PR_SET_DUMPABLE 0) is
+    refused as other users' are, for another reason: the message must not send the user after an owner."""
+    code = ("import ctypes, sys, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); "  # PR_SET_DUMPABLE, 0
+            "print('ready', flush=True); time.sleep(60)")
+    python = nobody_env["python"]
+    p = subprocess.Popen([python, "-c", code], user=65534, group=65534, extra_groups=[], stdout=subprocess.PIPE,
+                         text=True, cwd="/")
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        r = run_as_nobody(nobody_env, "elf", "--pid", str(p.pid))
+        assert r.returncode == 1 and "this user's own" in r.stderr and "not dumpable" in r.stderr, r.stderr
+        assert "other users" not in r.stderr
+        d = json.loads(run_as_nobody(nobody_env, "footprint", "--json").stdout)
+        note = next(n for n in d["notes"] if "not readable" in n)
+        assert "not dumpable" in note and str(p.pid) in note and "belong to other users" in note  # root's too
+    finally:
+        p.kill()
+        p.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from toolkit.errors import ShmkitError
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.records import Access
+from toolkit.units import counted
 
 CAP_SYS_PTRACE, CAP_SYS_ADMIN = 19, 21
 CAP_NAMES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
@@ -54,6 +55,14 @@ def read_access(fs: ProcFS | None = None) -> Access:
     return Access(uid, cap_eff, hidepid, scope)
 
 
+def _real_uid(fs: ProcFS, pid):
+    """The real uid of pid from its status (readable where its maps are not), or None."""
+    try:
+        return int(_status(fs, pid).get("Uid", "").split()[0])
+    except (ShmkitError, OSError, ValueError, IndexError):
+        return None
+
+
 def cap_names(mask: int) -> list:
     return ["CAP_" + (CAP_NAMES[i] if i < len(CAP_NAMES) else str(i)) for i in range(64) if mask >> i & 1]
 
@@ -73,12 +82,23 @@ def why_denied(fs: ProcFS, a: Access, pids) -> str:
     pids = sorted(pids)
     if not pids:
         return ""
-    if a.scope_forbids:
-        return "kernel.yama.ptrace_scope=3 forbids reading any other process's memory maps"
     if a.hidepid in ("1", "noaccess") and not can_read_all(a):
         return "/proc is mounted with hidepid=1: other users' processes may not be read (run as root)"
     if a.uid != 0 and not can_read_all(a):
-        return "they belong to other users: reading their memory maps needs root or CAP_SYS_PTRACE"
+        # Yama's ptrace_scope governs attaching, not reading maps (mainline security/yama): the owner,
+        # and whether the process may be dumped, decide
+        own = [p for p in pids if _real_uid(fs, p) == a.uid]
+        parts = []
+        if len(own) < len(pids):
+            parts.append("they belong to other users: reading their memory maps needs root or CAP_SYS_PTRACE")
+        if own:
+            parts.append(f"{counted(len(own), 'process', 'processes')} of this user's own "
+                         f"({', '.join(map(str, own[:3]))}{', ...' if len(own) > 3 else ''}) "
+                         f"{'is' if len(own) == 1 else 'are'} not dumpable: a program that changed its "
+                         "credentials (setuid, setgid) or asked not to be (PR_SET_DUMPABLE, as ssh-agent does)"
+                         + ("; Yama's ptrace_scope is 3 here, which some kernels apply to reading too"
+                            if a.scope_forbids else ""))
+        return "; ".join(parts)
     if not can_read_all(a):
         return "this process lacks CAP_SYS_PTRACE, which reading other processes' memory maps needs"
     # root with CAP_SYS_PTRACE and still refused: the target holds capabilities we lack, or an LSM said no
@@ -92,4 +112,6 @@ def why_denied(fs: ProcFS, a: Access, pids) -> str:
         if missing:
             return (f"the kernel's ptrace check refused: pid {pid} holds {', '.join(cap_names(missing))}, "
                     "which this process lacks (a container's or sandbox's bounding set)")
-    return "the kernel's ptrace check refused (a security module, or another user namespace's process)"
+    return ("the kernel's ptrace check refused (a security module"
+            + (", such as Yama with ptrace_scope=3 on a kernel that applies it to reading" if a.scope_forbids else "")
+            + ", or another user namespace's process)")
