@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from conftest import REPO, run_as_nobody, run_shmkit
+from conftest import LIBDIR, REPO, run_as_nobody, run_shmkit
 
 from toolkit import mechanisms
 from toolkit.measure.peer import PeerGroup
@@ -798,3 +799,45 @@ def test_a_writer_killed_mid_file_leaves_nothing_in_the_folder(tmp_path):
         f.write(b"whole")
     assert os.listdir(tmp_path) == ["out.html"] and target.read_bytes() == b"whole"
     assert (target.stat().st_mode & 0o777) == 0o644 & ~os.umask(os.umask(0))
+
+
+def test_a_library_whose_path_is_not_utf8_is_shown_escaped_everywhere(tmp_path):
+    """--library, elf --aslr and --pid, footprint --by library: the path is anyone's bytes. Nothing is
+    written raw to the terminal, no JSON carries a lone surrogate (\\udcff) that strict parsers refuse,
+    and no hand-out ends in a UnicodeEncodeError after the whole run."""
+    folder = os.path.join(os.fsencode(tmp_path), b"odd\xffdir")
+    os.mkdir(folder)
+    lib = os.path.join(folder, b"libodd.so")
+    shutil.copy(os.path.join(LIBDIR, "libz.so.1"), lib)
+    os.chmod(tmp_path, 0o755)
+    env = {**os.environ, "COLUMNS": "100", "LC_ALL": "C.UTF-8"}
+
+    def run(*args):
+        r = subprocess.run([sys.executable, "-m", "toolkit", *args], capture_output=True, cwd=REPO, timeout=180,
+                           env=env)
+        assert r.returncode == 0 and b"Traceback" not in r.stderr, (args, r.stderr[-400:])
+        r.stdout.decode("utf-8")  # strict: no raw 0xff reached the terminal
+        assert b"\\udc" not in r.stdout, args
+        text = r.stdout.decode()
+        return text.replace("\\\\", "\\")  # JSON's escaped backslash: the same \\xff the table shows
+
+    page, notes = tmp_path / "p.html", tmp_path / "n.md"
+    for args in (["compare", "--size", "4K", "--peers", "2", "--repeat", "1", "--html", str(page)],
+                 ["demo", "globals"], ["explain", "--peers", "2", "--markdown", str(notes)]):
+        text = run(*args, "--library", lib)
+        assert "odd\\xffdir" in text, args
+        assert "odd\\xffdir" in run(*args[:1], *(a for a in args[1:] if a not in (str(page), str(notes))
+                                                  and a not in ("--html", "--markdown")), "--json", "--library", lib)
+    for f in (page, notes):
+        assert "odd\\xffdir" in f.read_bytes().decode("utf-8")
+    assert "odd\\xffdir" in run("elf", "--aslr", "2", lib) and "odd\\xffdir" in run("elf", "--aslr", "2", "--json", lib)
+    loader = subprocess.Popen([sys.executable, "-c", "import ctypes, sys, time; ctypes.CDLL(sys.argv[1]); "
+                               "print('up', flush=True); time.sleep(60)", lib], stdout=subprocess.PIPE, text=True)
+    try:
+        assert loader.stdout.readline().strip() == "up"
+        for args in (["footprint", "--by", "library"], ["footprint", "--by", "library", "--json"],
+                     ["footprint", "--by", "object", "--json"], ["elf", "--pid"], ["elf", "--json", "--pid"]):
+            assert "odd\\xffdir" in run(*args, str(loader.pid)), args
+    finally:
+        loader.kill()
+        loader.wait()

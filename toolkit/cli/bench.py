@@ -1,4 +1,3 @@
-import json
 import os
 
 import click
@@ -14,6 +13,7 @@ from toolkit.cli.common import (
     library_errors,
     write_atomically,
 )
+from toolkit.report.view import json_text
 
 
 def _sizes(ctx, param, value):
@@ -89,7 +89,7 @@ def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot
         result = run_bench(sizes, mechs, repeat, pin, hugepages, library, progress)
     # the results first: a file that cannot be written must not lose a measurement that took minutes
     if as_json:
-        click.echo(json.dumps(report.to_json(result), indent=2))
+        click.echo(json_text(report.to_json(result)))
     else:
         report.render(result, console())
     if csv_path:

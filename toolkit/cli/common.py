@@ -184,11 +184,34 @@ class ProgressReporter:
 
 
 def command_line() -> str:
-    """The command as the user typed it, for a hand-out's record of what produced it."""
-    import shlex
+    """The command as the user typed it, for a hand-out's record of what produced it: an argument with a
+    byte that is not UTF-8 or a control character in bash's $'...' form, which shows it and runs again."""
     import sys
 
-    return "shmkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "shmkit " + " ".join(_shell_word(a) for a in sys.argv[1:])
+
+
+def _shell_word(arg: str) -> str:
+    import shlex
+
+    raw = arg.encode("utf-8", "surrogateescape")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        return shlex.quote(text)
+    out = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        if "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch in "\\'":
+            out.append("\\" + ch)
+        elif not ch.isprintable():
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
 
 
 def write_atomically(path: str, data, mode: int = 0o644) -> None:
@@ -201,7 +224,8 @@ def write_atomically(path: str, data, mode: int = 0o644) -> None:
             if callable(data):
                 data(f)
             else:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                # a name's stray byte is written as it was rather than lost with the run to a traceback
+                f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
     except OSError as err:
         raise click.ClickException(f"cannot write {path}: {err.strerror or err}") from err
 

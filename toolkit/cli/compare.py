@@ -1,5 +1,3 @@
-import json
-
 import click
 
 from toolkit.cli.common import (
@@ -13,6 +11,7 @@ from toolkit.cli.common import (
     library_errors,
     write_atomically,
 )
+from toolkit.report.view import json_text
 
 
 @click.command()
@@ -31,7 +30,7 @@ def compare(size, peers, library, repeat, as_json, html_path):
     with ProgressReporter() as progress:
         result = run_compare(size, peers, library, repeat, progress=progress)
     if as_json:
-        click.echo(json.dumps(report.to_json(result), indent=2))
+        click.echo(json_text(report.to_json(result)))
     else:
         report.render(result, console())
     if html_path:

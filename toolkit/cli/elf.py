@@ -1,9 +1,9 @@
-import json
 import sys
 
 import click
 
 from toolkit.cli.common import at_least, library_errors
+from toolkit.report.view import json_text
 
 
 @click.command()
@@ -34,7 +34,7 @@ def elf(paths, pid, aslr, as_json):
         for path, why in skipped:  # said, not silently missing from the answer
             click.echo(f"shmkit: {escape(path)} not shown: {escape(why)}", err=True)
         if as_json:
-            click.echo(json.dumps([report.join_to_json(i, j) for i, j in joined], indent=2))
+            click.echo(json_text([report.join_to_json(i, j) for i, j in joined]))
         else:
             from toolkit.cli.common import console
 
@@ -44,12 +44,13 @@ def elf(paths, pid, aslr, as_json):
         return
     if aslr is not None:
         from toolkit.measure.pic import load_layout
+        from toolkit.report.view import escape
 
         if len(paths) > 1:
             raise click.UsageError("--aslr takes one library")
         result = load_layout(paths[0] if paths else None, aslr)
         if as_json:
-            click.echo(json.dumps({"library": result.library, "same_distance": result.same_distance,
+            click.echo(json_text({"library": escape(result.library), "same_distance": result.same_distance,
                                    "distinct_bases": result.distinct_bases,
                                    "peers": [dict(pid=p.pid, base=p.base, text_start=p.text_start,
                                                   data_start=p.data_start, text_to_data=p.text_to_data)
@@ -81,6 +82,6 @@ def elf(paths, pid, aslr, as_json):
         else:
             report.render_elf(info, out, width)
     if as_json and (docs or len(paths) > 1):  # several files: an array, empty where none could be read
-        click.echo(json.dumps(docs[0] if len(paths) == 1 else docs, indent=2))
+        click.echo(json_text(docs[0] if len(paths) == 1 else docs))
     if failed:
         sys.exit(1)

@@ -59,20 +59,26 @@ def cli():
 _PLAIN = {"\u2500": "-", "\u2014": "-", "\u2013": "-", "\u2022": "*", "\u00b5": "u"}
 
 
+def _plain_char(ch):
+    if "\udc80" <= ch <= "\udcff":  # a byte of a name that is not UTF-8 (surrogateescape): shown as \xff
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return _PLAIN.get(ch) or ch.encode("ascii", "backslashreplace").decode()
+
+
 def _plain(err):
-    text = err.object[err.start:err.end]
-    return "".join(_PLAIN.get(ch) or ch.encode("ascii", "backslashreplace").decode() for ch in text), err.end
+    return "".join(_plain_char(ch) for ch in err.object[err.start:err.end]), err.end
 
 
 def _encodable_output():
     """A locale that is not UTF-8 (latin-1, or PYTHONIOENCODING=ascii) made the first rule or 'µs' a
-    UnicodeEncodeError; there, those become their ASCII look-alikes and anything else a \\u escape."""
+    UnicodeEncodeError; there, those become their ASCII look-alikes and anything else a \\u escape. On any
+    stream, a stray byte of a name that escaped escaping is written as \\xff text: never raw to the
+    terminal, never a UnicodeEncodeError (which a UTF-8 locale's strict stdout would raise)."""
     import codecs
 
+    codecs.register_error("shmkit-plain", _plain)
     for stream in (sys.stdout, sys.stderr):
-        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
-        if encoding not in ("utf8", "utf8sig") and hasattr(stream, "reconfigure"):
-            codecs.register_error("shmkit-plain", _plain)
+        if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="shmkit-plain")
 
 
@@ -138,7 +144,9 @@ def main(argv=None):
         click.echo(f"Error: {where}" + escape(" ".join(err.format_message().split())), err=True)
         sys.exit(err.exit_code)
     except click.ClickException as err:
-        from toolkit.report.view import escape  # file and object names can hold any byte
+        from toolkit.report.view import (
+            escape,  # file and object names can hold any byte
+        )
 
         click.echo(f"Error: {escape(err.format_message())}", err=True)
         sys.exit(err.exit_code)

@@ -1,5 +1,4 @@
 import io
-import json
 import sys
 
 import click
@@ -13,6 +12,7 @@ from toolkit.cli.common import (
     library_errors,
     write_atomically,
 )
+from toolkit.report.view import json_text
 
 NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic")
 
@@ -33,7 +33,7 @@ def demo(name, library, as_json):
     fn = STORIES[name]
     story = fn(library) if name in takes_library else fn()
     if as_json:
-        click.echo(json.dumps(report.to_json(story), indent=2))
+        click.echo(json_text(report.to_json(story)))
     else:
         report.render_text(story, sys.stdout)
 
@@ -53,7 +53,7 @@ def explain(library, peers, as_json, markdown, html_path):
     story = run(library, peers)
     # the results first: a file that cannot be written must not lose the run
     if as_json:
-        click.echo(json.dumps(report.to_json(story), indent=2))
+        click.echo(json_text(report.to_json(story)))
     else:
         report.render_text(story, sys.stdout)
     if markdown:

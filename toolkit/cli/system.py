@@ -1,11 +1,11 @@
 import contextlib
-import json
 import os
 import sys
 
 import click
 
 from toolkit.cli.common import PathName, console, library_errors, write_atomically
+from toolkit.report.view import json_text
 
 
 def ROOT(fn):
@@ -50,7 +50,7 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
         if as_json:
             doc = {"time": stamp(), **to_json(cur), "changes": {str(k): v for k, v in ch.items()}
                    if "new" not in ch else _segment_changes_json(cur, ch)}
-            sys.stdout.write(json.dumps(doc) + "\n")
+            sys.stdout.write(json_text(doc, indent=None) + "\n")
             sys.stdout.flush()
         else:
             con.print(f"--- {stamp()}")
@@ -61,10 +61,8 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
         if as_json or not con.is_terminal:
             loop(scan, show_line, interval)
         else:
-            from rich.console import Group
+            from rich.console import Console, Group
             from rich.live import Live
-
-            from rich.console import Console
             from rich.text import Text
 
             from toolkit.report.view import Block
@@ -144,7 +142,7 @@ def segments(as_json, watch, root, from_):
     with _host(root, from_) as fs:
         r = scan_segments(fs)
     if as_json:
-        click.echo(json.dumps(report.segments_to_json(r), indent=2))
+        click.echo(json_text(report.segments_to_json(r)))
     else:
         report.render_segments(r, console())
 
@@ -198,7 +196,7 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
         with _host(root, from_) as fs:
             led = scan_ledger(fs, pids or None, pfns=False if no_pfns else None)
         if as_json:
-            click.echo(json.dumps(ledger.to_json(led, by), indent=2))
+            click.echo(json_text(ledger.to_json(led, by)))
         else:
             ledger.render(led, by, console())
         return
@@ -216,7 +214,7 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
     with _host(root, from_) as fs:
         r = scan_footprint(pids, user, match, by, fs=fs)
     if as_json:
-        click.echo(json.dumps(report.footprint_to_json(r, by, json_sort), indent=2))
+        click.echo(json_text(report.footprint_to_json(r, by, json_sort)))
     else:
         report.render_footprint(r, by, sort, console())
 

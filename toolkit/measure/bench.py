@@ -13,6 +13,7 @@ from toolkit.measure.setup import Samples, owner_phases, second_phases
 from toolkit.proc.system import memory_bound, read_limits, read_meminfo
 from toolkit.units import counted
 from toolkit.records import PHASES_NOTE, BenchResult, BenchRow, Phase
+from toolkit.report.view import escape  # a library's path is anyone's bytes
 from toolkit.units import size_words
 
 DEFAULT_SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20)
@@ -151,7 +152,7 @@ def _measure(sizes, mechs, repeat, huge, library, progress) -> dict:
                     rows += _rows(name, size, second_phases(name, size, n, peer, w, huge, progress))
                 done += 1
         if "dso" in mechs:
-            progress(f"dso {library or ''}".strip(), done, total)
+            progress(f"dso {escape(library or '')}".strip(), done, total)
             rows += _library_rows(library, repeat or 20, peer, notes)
             if huge:  # the loader maps a library from the page cache, in base pages, whatever we ask
                 notes.append("dso: --hugepages does not apply to a library, which the loader maps from the page "
@@ -175,7 +176,7 @@ def _library_rows(library, n, peer, notes):
     # measured in a fresh peer, where the library is not loaded yet
     reply = peer.call("library_phases", path=path, repeat=n, warmup=1, symbol=symbol, cold=cold,
                       work=(n + 1) * os.path.getsize(path))
-    notes.append(f"dso ({path}): {reply['note']}"
+    notes.append(f"dso ({escape(path)}): {reply['note']}"
                  + ("" if symbol else "; no known function to call, so no first_call phase"))
     size = os.path.getsize(path)
     rows = []

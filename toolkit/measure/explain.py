@@ -10,6 +10,7 @@ from toolkit.measure.stories import _verdict, protection
 from toolkit.mechanisms.dso import Dso, resolve_library
 from toolkit.proc.pagemap import kpagecount_readable, pfns_visible_here
 from toolkit.records import Step, Story
+from toolkit.report.view import escape  # a library's path is anyone's bytes
 from toolkit.units import human_bytes, human_seconds
 
 NEEDS_ROOT = "physical page numbers (pagemap PFNs, kpagecount) need root"
@@ -23,7 +24,7 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
     loads = info.loads()
     steps.append(Step(
         "A shared library is a file whose program headers say which parts the loader maps (PT_LOAD)",
-        tuple([f"{path}: {info.layout}"] +
+        tuple([f"{escape(path)}: {info.layout}"] +
               [f"LOAD {s.flags:<3} offset {s.offset:#x} vaddr {s.vaddr:#x} filesz {s.filesz:#x} memsz {s.memsz:#x}: "
                f"{s.sharing}" for s in loads]), bool(loads)))
 
@@ -96,6 +97,6 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
     steps.append(Step(
         "By contrast, explicit shared memory is asked for, named, writable by every peer, and costs a fault per page",
         tuple(ev), ok))
-    return Story("explain", f"Why a shared library is shared memory nobody asked for ({os.path.basename(path)})",
+    return Story("explain", f"Why a shared library is shared memory nobody asked for ({escape(os.path.basename(path))})",
                  tuple(steps), _verdict(steps, "every claim of the argument held on this machine",
                                         "some claims did not hold here"), comparison=c)

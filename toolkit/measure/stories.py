@@ -14,6 +14,7 @@ from toolkit.proc.maps import find_mapping, read_maps, read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, pfns_visible_here, read_pagemap
 from toolkit.proc.system import read_sysvipc_shm
 from toolkit.records import Step, Story
+from toolkit.report.view import escape  # a library's path is anyone's bytes
 
 
 def _verdict(steps, good: str, bad: str) -> str:
@@ -314,7 +315,7 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
                 f"A library global ({symbol}) is per process: each peer writes its own value and reads it back",
                 (f"peers wrote {values} and read back {back}",), back == values))
         else:
-            steps.append(Step("A library global is per process", (), None, f"no global variable found in {h.path}"))
+            steps.append(Step("A library global is per process", (), None, f"no global variable found in {escape(h.path)}"))
     # pages of the data segment nobody wrote are still the page cache's (Shared_Clean) until the first write
     chosen = None
     for name in ((library,) if library else ()) + CLEAN_DATA_CANDIDATES:
@@ -354,7 +355,7 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
                      if after.pfns_visible and after.pfns[0] is not None and rng.pfns[clean[0]] is not None else "")
             steps.append(Step(
                 "Data pages nobody wrote are still shared with the page cache until the first write",
-                (f"{chosen}: pagemap shows {len(clean)} of {len(rng)} pages of its rw-p mapping still the "
+                (f"{escape(chosen)}: pagemap shows {len(clean)} of {len(rng)} pages of its rw-p mapping still the "
                  f"file's pages in the page cache ({smaps_says})",
                  f"one write to one of them: the page is "
                  f"{'still the file' if file_after else 'now anonymous (a private copy)'}{moved}; Private_Dirty "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from toolkit.records import PHASES, Comparison, to_dict
+from toolkit.report.view import escape, raw_hex
 from toolkit.units import counted, human_bytes, human_seconds
 
 NEEDS_ROOT = "unavailable (needs root)"
@@ -39,7 +40,7 @@ def to_json(c: Comparison) -> dict:
         }
     return {
         "size_bytes": c.size_bytes, "peers": c.peers, "privileged": c.privileged, "page_size": c.page_size,
-        "kernel": c.kernel, "library": c.library, "mechanisms": mechs,
+        "kernel": c.kernel, "library": escape(c.library), "library_hex": raw_hex(c.library), "mechanisms": mechs,
         "library_write": to_dict(c.library_write) if c.library_write else None,
         "text_sharing": to_dict(c.text_sharing) if c.text_sharing else None,
         "shmem_before_bytes": c.shmem_before, "shmem_during_bytes": c.shmem_during, "notes": list(c.notes),
@@ -180,7 +181,7 @@ def view(c: Comparison):
         table.append(("  " + label, cells))
     cols = (Column("", lambda r: r[0], text=True, key="property"),) + tuple(
         Column(m.title, lambda r, i=i: r[1][i], text=True, key=m.mechanism) for i, m in enumerate(c.mechanisms))
-    return View(f"shmkit compare: {human_bytes(c.size_bytes)} regions, {c.peers} peers, {c.library} "
+    return View(f"shmkit compare: {human_bytes(c.size_bytes)} regions, {c.peers} peers, {escape(c.library)} "
                 f"(Linux {c.kernel}{'' if c.privileged else ', unprivileged'})", cols, table)
 
 

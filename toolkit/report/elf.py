@@ -1,7 +1,7 @@
 """Render ELF views: readelf -lW's columns, the sharing fate of each LOAD, the live join."""
 from __future__ import annotations
 
-from toolkit.report.view import escape
+from toolkit.report.view import escape, raw_hex
 from toolkit.units import human_bytes
 
 
@@ -153,7 +153,7 @@ def render_elf(info, out, width: int | None = None) -> None:
 
 
 def join_to_json(info, joined) -> dict:
-    return {"path": joined.path, "pid": joined.pid, "base": joined.base, "privileged": joined.privileged,
+    return {"path": escape(joined.path), "path_hex": raw_hex(joined.path), "pid": joined.pid, "base": joined.base, "privileged": joined.privileged,
             "deleted": joined.deleted, "note": joined.note or None,
             "mappings": [m._asdict() for m in joined.mappings],
             "elf": {"layout": info.layout, "relro": info.relro, "textrel": info.textrel}}
@@ -188,7 +188,7 @@ def join_view(joined):
     )
     notes = () if joined.privileged else ("'mapped by' (kpagecount min/median/max) needs root: unavailable",)
     notes += (joined.note,) if joined.note else ()
-    title = f"{joined.path}{' (deleted)' if joined.deleted else ''} in process {joined.pid}, loaded at 0x{joined.base:x}"
+    title = f"{escape(joined.path)}{' (deleted)' if joined.deleted else ''} in process {joined.pid}, loaded at 0x{joined.base:x}"
     return View(title, cols, list(joined.mappings), notes)
 
 
@@ -200,7 +200,7 @@ def render_join(info, joined, console) -> None:
 
 def render_pic(result, out) -> None:
     w = out.write
-    w(f"{result.library} in {len(result.peers)} peers:\n")
+    w(f"{escape(result.library)} in {len(result.peers)} peers:\n")
     for p in result.peers:
         w(f"  pid {p.pid:>7}: loaded at 0x{p.base:x}, text 0x{p.text_start:x}, data 0x{p.data_start:x}, "
           f"text->data 0x{p.text_to_data:x}\n")

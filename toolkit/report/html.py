@@ -7,6 +7,7 @@ import datetime
 import platform
 
 from toolkit.report import svg
+from toolkit.report.view import escape
 from toolkit.units import human_bytes, human_seconds
 
 TEMPLATE = """<!doctype html>
@@ -93,7 +94,7 @@ def compare_sections(c) -> list:
     physical = text.footprint.physical_bytes if text else None
     t = c.text_sharing
     summary = [f"{c.peers} peers, each given a {human_bytes(c.size_bytes)} System V segment and POSIX object, and "
-               f"{c.library}."]
+               f"{escape(c.library)}."]
     if t is not None:
         summary.append(f"The library's code is {t.pages} pages; " + (
             f"its physical pages: {human_bytes(physical)} for an Rss summed over the peers of "
@@ -102,7 +103,7 @@ def compare_sections(c) -> list:
     secs.append({"id": "summary", "title": "In short", "bullets": summary})
     if c.library_segments:
         secs.append({"id": "elf", "title": "The library file and its PT_LOADs", "figures": [{
-            "svg": svg.elf_bar(c.library, c.library_segments, c.page_size),
+            "svg": svg.elf_bar(escape(c.library), c.library_segments, c.page_size),
             "caption": "Each PT_LOAD is mapped at its page-aligned offset; code and read-only data stay the page "
                        "cache's pages, the RW segment is copied page by page on first write (RELRO is written during "
                        "relocation, then made read-only)."}]})

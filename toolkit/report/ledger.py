@@ -25,8 +25,9 @@ def to_json(led, by) -> dict:
                 "used_by": [{"cgroup": cg, "pss_bytes": b} for cg, b in o.used_by],
                 "charged_to": None if o.charged_to is None else [{"cgroup": cg, "bytes": b} for cg, b in o.charged_to],
                 "ipc_namespace": o.ipc_namespace, "device": o.device, "inode": o.inode} for o in led.objects],
-            "library_copies": [{"name": c.name, "build_id": c.build_id, "files": c.files, "extra_bytes": c.extra_bytes,
-                                "paths": list(c.paths)} for c in led.library_copies]}
+            "library_copies": [{"name": escape(c.name), "build_id": c.build_id, "files": c.files,
+                                "extra_bytes": c.extra_bytes, "paths": [escape(p) for p in c.paths]}
+                               for c in led.library_copies]}
 
 
 def _hb(n):
@@ -115,7 +116,7 @@ def object_view(led) -> View:
         Column("used by", lambda o: _cgroups(o.used_by), text=True, optional=1),
         Column("charged to", lambda o: _cgroups(o.charged_to) if o.charged_to is not None else None, text=True),
     )
-    notes = tuple(f"{c.name}: {c.files} copies from {c.files} files, {human_bytes(c.extra_bytes)} more than one copy "
+    notes = tuple(f"{escape(c.name)}: {c.files} copies from {c.files} files, {human_bytes(c.extra_bytes)} more than one copy "
                   f"would cost (build-id {c.build_id[:12]})" for c in led.library_copies) + led.notes
     return View(f"shared objects ({len(led.objects)})", cols, list(led.objects), notes)
 

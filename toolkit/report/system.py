@@ -179,7 +179,8 @@ def footprint_to_json(r, by, sort=None) -> dict:
     if by == "user":
         d["by_user"] = dict(_sorted_groups(aggregate_users(r), sort)) if sort else aggregate_users(r)
     if by == "library":
-        d["libraries"] = [to_dict(u) for u in r.libraries]
+        # a path is anyone's bytes: valid UTF-8 with escapes for strict parsers, the exact bytes beside it
+        d["libraries"] = [{**to_dict(u), "path": escape(u.path), "path_hex": raw_hex(u.path)} for u in r.libraries]
     return d
 
 

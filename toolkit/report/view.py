@@ -88,6 +88,27 @@ def escape(text) -> str:
     return out
 
 
+def json_text(doc, indent=2) -> str:
+    """JSON of a report for strict parsers. The fields that carry names are escaped where they are made;
+    a byte that is not UTF-8 anywhere else (a library path inside a story, a maps name) would be a lone
+    surrogate, which json writes as \\udcff and strict parsers refuse: those strings are escaped here, once,
+    and only when there is one (the check costs a substring search)."""
+    import json
+
+    text = json.dumps(doc, indent=indent)
+    return text if "\\udc" not in text else json.dumps(_escaped_strays(doc), indent=indent)
+
+
+def _escaped_strays(o):
+    if isinstance(o, str):
+        return escape(o) if any("\udc80" <= ch <= "\udcff" for ch in o) else o
+    if isinstance(o, dict):
+        return {_escaped_strays(k): _escaped_strays(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_escaped_strays(v) for v in o]
+    return o
+
+
 def raw_hex(text) -> str:
     """The exact bytes of a name (as the file system has them), in hex."""
     if isinstance(text, str):
