@@ -819,7 +819,8 @@ def test_a_library_whose_path_is_not_utf8_is_shown_escaped_everywhere(tmp_path):
         r.stdout.decode("utf-8")  # strict: no raw 0xff reached the terminal
         assert b"\\udc" not in r.stdout, args
         text = r.stdout.decode()
-        return text.replace("\\\\", "\\")  # JSON's escaped backslash: the same \\xff the table shows
+        # JSON escapes the backslash: the same \\xff the table shows; a table must show it once, not twice
+        return text.replace("\\\\", "\\") if "--json" in args else text
 
     page, notes = tmp_path / "p.html", tmp_path / "n.md"
     for args in (["compare", "--size", "4K", "--peers", "2", "--repeat", "1", "--html", str(page)],
