@@ -401,6 +401,10 @@ def test_folders_in_dev_shm_are_counted_and_named_but_not_listed_as_objects(tmp_
             assert ours["folder_files"] >= 2 and ours["folder_bytes"] >= 100000 + 4096, ours
             text = run_shmkit("segments", *source, env={**os.environ, "COLUMNS": "80"}).stdout
             assert f"{name}/" in " ".join(text.split()) and "not POSIX objects" in " ".join(text.split())
+            prom = run_shmkit("export", "--prometheus", *source).stdout
+            line = next(ln for ln in prom.splitlines()
+                        if ln.startswith('shmkit_dev_shm_folder_bytes{where="/dev/shm"'))
+            assert int(line.rsplit(" ", 1)[1]) == ours["folder_bytes"]
     finally:
         shutil.rmtree(top)
 

@@ -363,6 +363,9 @@ def prometheus_text(seg, foot) -> str:
            "logout.", "gauge", [({"kind": k}, sum(1 for o in v if o.remove_ipc)) for k, v in objs.items()])
     metric("shmkit_dev_shm_fill_ratio", "Used fraction of each /dev/shm mount.", "gauge",
            [({"where": d.where, "device": d.device}, round(d.fill, 4)) for d in seg.dev_shm if d.fill is not None])
+    metric("shmkit_dev_shm_folder_bytes", "Allocated by files in folders of each /dev/shm mount: tmpfs memory that "
+           "no POSIX object accounts for.", "gauge",
+           [({"where": d.where, "device": d.device}, d.folder_bytes) for d in seg.dev_shm])
     metric("shmkit_world_writable_objects", "Objects any user may write.", "gauge",
            [({"kind": k}, sum(1 for o in v if o.world_writable)) for k, v in objs.items()])
     metric("shmkit_pss_complete", "1 when every process was read, so that shmkit_pss_bytes is a total; 0 when "
