@@ -532,3 +532,53 @@ def test_shmem_charged_to_a_cgroup_that_no_mapping_holds_is_named(two_cgroups):
             a.close()
     finally:
         os.unlink(name)
+
+
+def test_segments_names_the_cgroup_of_each_attacher(two_cgroups):
+    """'Which container is attached to this segment': each attacher carries its cgroup."""
+    h, (path_a, path_b), (dir_a, dir_b) = two_cgroups
+    a, b = Peer(preexec_fn=_join(dir_a)), Peer(preexec_fn=_join(dir_b))
+    try:
+        mech = mechanisms.get("sysv")
+        handle = Handle.from_json(a.call("create", handle=mech.new_handle(1 << 20).to_json())["handle"])
+        a.call("attach", region="s", handle=handle.to_json())
+        mech.mark(handle)  # gone with its last user (Linux lets a marked segment be attached by its id)
+        b.call("attach", region="s", handle=handle.to_json())
+        d = json.loads(run_shmkit("segments", "--json").stdout)
+        seg = next(o for o in d["sysv"] if o["shmid"] == handle.shmid)
+        assert {(x["pid"], x["cgroup"]) for x in seg["attachers"]} == {(a.pid, path_a), (b.pid, path_b)}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_same_library_without_a_build_id_is_grouped_by_its_bytes(tmp_path):
+    """A library built without a build-id, shipped as two files: the same bytes are the same library."""
+    import shutil
+
+    from toolkit.mechanisms.dso import resolve_library
+
+    if not shutil.which("objcopy"):
+        pytest.skip("objcopy (binutils) is needed to make a library without a build-id")
+    bare = tmp_path / "libbare.so"
+    subprocess.run(["objcopy", "--remove-section", ".note.gnu.build-id", resolve_library("libz.so.1"), str(bare)],
+                   check=True)
+    from toolkit.elf.headers import read_build_id
+
+    assert read_build_id(str(bare)) is None
+    (tmp_path / "image").mkdir()
+    copy = tmp_path / "image" / "libbare.so"
+    shutil.copy(bare, copy)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path / "image", 0o755)
+    with Peer() as p1, Peer() as p2:
+        for p, path in ((p1, str(bare)), (p2, str(copy))):
+            r = p.call("attach", region="lib", handle={"mechanism": "dso", "size": 0, "path": path})
+            for lo, hi, _ in r["extra"]["text"]:
+                p.call("touch", region="lib", write=False, addr=lo, length=hi - lo)
+        led = scan_ledger(pids=[p1.pid, p2.pid])
+        table = run_shmkit("footprint", "--by", "object", str(p1.pid), str(p2.pid),
+                           env={**os.environ, "COLUMNS": "200"}).stdout
+    group = next(c for c in led.library_copies if set(c.paths) >= {str(bare), str(copy)})
+    assert group.files == 2 and group.build_id.startswith("sha256:")
+    assert "no build-id, the same bytes" in " ".join(table.split())

@@ -621,6 +621,7 @@ class PicResult(NamedTuple):
 class Attacher(NamedTuple):
     pid: int
     command: str
+    cgroup: Optional[str] = None  # in the memory hierarchy (a container's, often); None where unknown
 
 
 class Access(NamedTuple):

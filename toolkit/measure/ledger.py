@@ -234,6 +234,25 @@ def _with_subtrees(cgroups) -> list:
     return out
 
 
+def _file_size(fs, where):
+    try:
+        return os.stat(fs.mapped_file(*where)).st_size
+    except (ShmkitError, OSError):
+        return None
+
+
+def _file_digest(fs, where):
+    """SHA-256 of the file a mapping maps (hashlib reads it in C), or None where it cannot be read."""
+    import hashlib
+
+    try:
+        with open(fs.mapped_file(*where), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+                hashlib.sha256(f.read()).hexdigest()
+    except (ShmkitError, OSError):
+        return None
+
+
 def _sysv_sizes(fs) -> dict:
     try:
         return {s.shmid: s.size for s in read_sysvipc_shm(fs)}
@@ -286,19 +305,31 @@ def _charges(fs, h, objects, wanted):
 
 
 def library_copies(objects, fs, sources) -> tuple:
-    """Libraries with the same content (build-id) mapped from different files, as two container images
-    ship them: the sharing they lose. `sources`: (kind, device, inode) -> (pid, mapping) of a process that
-    maps the object, through which its file is read (a container's path names another file here)."""
-    by_id = {}
+    """Libraries with the same content mapped from different files, as two container images ship them:
+    the sharing they lose. The same content is the same GNU build-id or, for a library built without one,
+    the same bytes (size, then SHA-256, read only where two such files have one size). `sources`:
+    (kind, device, inode) -> (pid, mapping) of a process that maps the object, through which its file is
+    read (a container's path names another file here)."""
+    by_id, no_id = {}, {}
     for o in objects:
         if o.kind != "library_text":
             continue
+        where = sources[(o.kind, o.device, o.inode)]
         try:
-            bid = fs.build_id(*sources[(o.kind, o.device, o.inode)])
+            bid = fs.build_id(*where)
         except ShmkitError:
             continue  # unreachable without CAP_SYS_ADMIN: not claimed to be a copy of anything
         if bid:
             by_id.setdefault(bid, []).append(o)
+        elif not fs.recorded:  # a recording holds build-ids, not the files
+            no_id.setdefault(_file_size(fs, where), []).append((o, where))
+    for size, group in no_id.items():
+        if size is None or len({(o.device, o.inode) for o, _ in group}) < 2:
+            continue
+        for o, where in group:
+            digest = _file_digest(fs, where)
+            if digest:
+                by_id.setdefault("sha256:" + digest, []).append(o)
     out = []
     for bid, copies in by_id.items():
         files = {(c.device, c.inode) for c in copies}

@@ -18,6 +18,7 @@ from toolkit.errors import (
     ZombieProcess,
 )
 from toolkit.proc.access import hides_others, read_access, why_denied
+from toolkit.proc.cgroup import memory_hierarchy, process_cgroup
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, parse_rollup, read_rollup, read_smaps, rollup_from_smaps
 from toolkit.proc.pagemap import read_pagemap
@@ -248,6 +249,16 @@ class HeldMaps:
             self.drop(pid)
 
 
+def _cgroup_or_none(fs, hierarchy, pid):
+    """Which container (cgroup) an attacher is in, for segments; None where it cannot be said."""
+    if hierarchy is None:
+        return None
+    try:
+        return process_cgroup(pid, hierarchy, fs)
+    except (ShmkitError, OSError, ValueError):
+        return None
+
+
 def _command(fs, pid):
     try:
         return read_identity(pid, fs)[1]
@@ -330,13 +341,14 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
             elif m.deleted and m.shared:
                 deleted.setdefault((m.device, m.inode, m.path), set()).add(pid)
     commands = {}
+    hierarchy = memory_hierarchy(fs)
 
     def attachers(pids_):
         out = []
         for p in sorted(pids_):
             if p not in commands:
-                commands[p] = _command(fs, p)
-            out.append(Attacher(p, commands[p]))
+                commands[p] = (_command(fs, p), _cgroup_or_none(fs, hierarchy, p))
+            out.append(Attacher(p, *commands[p]))
         return tuple(out)
 
     def flags(mode, uid):

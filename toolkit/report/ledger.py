@@ -86,6 +86,12 @@ def cgroup_view(led) -> View:
     return View(f"shared memory by cgroup (v{led.cgroup_version or '?'})", cols, list(led.cgroups), notes)
 
 
+def _same(content_id: str) -> str:
+    if content_id.startswith("sha256:"):  # built without a build-id: the same bytes
+        return f"no build-id, the same bytes: sha256 {content_id[7:19]}"
+    return f"build-id {content_id[:12]}"
+
+
 def _cgroups(pairs) -> str:
     total = sum(b for _, b in pairs) or 1
     return ", ".join(f"{cg or '?'} {100 * b / total:.0f}%" for cg, b in pairs) or "-"
@@ -117,7 +123,7 @@ def object_view(led) -> View:
         Column("charged to", lambda o: _cgroups(o.charged_to) if o.charged_to is not None else None, text=True),
     )
     notes = tuple(f"{escape(c.name)}: {c.files} copies from {c.files} files, {human_bytes(c.extra_bytes)} more than one copy "
-                  f"would cost (build-id {c.build_id[:12]})" for c in led.library_copies) + led.notes
+                  f"would cost ({_same(c.build_id)})" for c in led.library_copies) + led.notes
     return View(f"shared objects ({len(led.objects)})", cols, list(led.objects), notes)
 
 

@@ -7,7 +7,7 @@ from toolkit.units import counted, human_bytes
 
 
 def _att(obj):
-    return [{"pid": a.pid, "command": a.command} for a in obj.attachers]
+    return [{"pid": a.pid, "command": a.command, "cgroup": a.cgroup} for a in obj.attachers]
 
 
 def _object_json(o) -> dict:
