@@ -842,3 +842,28 @@ def test_a_library_whose_path_is_not_utf8_is_shown_escaped_everywhere(tmp_path):
     finally:
         loader.kill()
         loader.wait()
+
+
+def test_a_newline_in_a_mapped_name_is_the_files_own_byte(tmp_path):
+    """maps writes a newline in a name as \\012; the name shmkit keeps is the file's (to open it, and for
+    name_hex), shown as \\n like the /dev/shm listing shows it."""
+    folder = tmp_path / "new\nline"
+    folder.mkdir()
+    lib = folder / "libnl.so"
+    shutil.copy(os.path.join(LIBDIR, "libz.so.1"), lib)
+    os.chmod(tmp_path, 0o755)
+    loader = subprocess.Popen([sys.executable, "-c", "import ctypes, sys, time; ctypes.CDLL(sys.argv[1]); "
+                               "print('up', flush=True); time.sleep(60)", str(lib)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert loader.stdout.readline().strip() == "up"
+        with open(f"/proc/{loader.pid}/maps", "rb") as f:
+            assert b"new\\012line" in f.read()  # what the kernel writes
+        (joined,) = json.loads(run_shmkit("elf", "--pid", str(loader.pid), "--json", "libnl").stdout)
+        assert bytes.fromhex(joined["path_hex"]) == os.fsencode(lib) and "new\\nline" in joined["path"]
+        d = json.loads(run_shmkit("footprint", "--by", "library", "--json", str(loader.pid)).stdout)
+        assert any(bytes.fromhex(u["path_hex"]) == os.fsencode(lib) for u in d["libraries"])
+        table = run_shmkit("footprint", "--by", "library", str(loader.pid), env={**os.environ, "COLUMNS": "200"}).stdout
+        assert "new\\nline/libnl.so" in table
+    finally:
+        loader.kill()
+        loader.wait()

@@ -61,6 +61,8 @@ class Mapping(NamedTuple):
     def from_fields(cls, lohi: str, perms: str, offset: str, device: str, inode: str, name: str) -> "Mapping":
         """From the six fields of a maps line, as text; the name may end in ' (deleted)'."""
         lo, _, hi = lohi.partition("-")
+        if "\\012" in name:  # maps writes a newline in a name as \012: the name is the file's, to open it
+            name = name.replace("\\012", "\n")
         deleted = name.endswith(" (deleted)")
         if deleted:
             name = name[: -len(" (deleted)")]

@@ -277,9 +277,8 @@ class SharedMapsQuery:
                     return out
                 raise
             (_, _, _, start, end, flags, _, offset, inode, major, minor, name_size, _, _, _) = _QUERY.unpack(arg)
-            # the size counts the closing NUL; maps writes a newline in a name as \012
-            text = name[:name_size - 1].tobytes().replace(b"\n", b"\\012").decode("utf-8", "surrogateescape") \
-                if name_size else ""
+            # the size counts the closing NUL; the name comes whole, as Mapping keeps names
+            text = name[:name_size - 1].tobytes().decode("utf-8", "surrogateescape") if name_size else ""
             perms = ("r" if flags & _READ else "-") + ("w" if flags & _WRITE else "-") + \
                 ("x" if flags & _EXEC else "-") + "s"
             deleted = text.endswith(" (deleted)")
