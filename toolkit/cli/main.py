@@ -144,9 +144,7 @@ def main(argv=None):
         click.echo(f"Error: {where}" + escape(" ".join(err.format_message().split())), err=True)
         sys.exit(err.exit_code)
     except click.ClickException as err:
-        from toolkit.report.view import (
-            escape,  # file and object names can hold any byte
-        )
+        from toolkit.report.view import escape  # file and object names can hold any byte
 
         click.echo(f"Error: {escape(err.format_message())}", err=True)
         sys.exit(err.exit_code)

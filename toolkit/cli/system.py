@@ -251,7 +251,7 @@ def _is_stdout(path) -> bool:
 @click.argument("file", type=PathName(dir_okay=False))
 @library_errors
 def snapshot(file):
-    """Capture what footprint, segments and export read into FILE (.tar.gz or .tar.xz), to replay with --from."""
+    """Capture what footprint, segments and export read into FILE (a tar: .tar.gz, .tar.xz, .tar.bz2 or .tar; - for stdout), to replay with --from."""
     from toolkit.cli.common import ProgressReporter
     from toolkit.errors import BadInput
     from toolkit.measure.snapshot import take_snapshot, tar_mode

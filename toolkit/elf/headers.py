@@ -245,7 +245,7 @@ def _not_loaded(type_short, segs) -> str:
         loads = sum(1 for s in segs if s.type == "LOAD")
         return (f"a core dump: its {loads} LOAD{'s are copies' if loads != 1 else ' is a copy'} of the dumped "
                 f"process's memory, not mapped by the loader")
-    return f"type {type_short}: not an executable or shared object, so not mapped by the loader" 
+    return f"type {type_short}: not an executable or shared object, so not mapped by the loader"
 
 
 def _truncation(phdrs, size, ptype_names, describe_p_type):

@@ -11,10 +11,9 @@ from toolkit.measure.peer import PeerGroup
 from toolkit.measure.sandbox import run_isolated
 from toolkit.measure.setup import Samples, owner_phases, second_phases
 from toolkit.proc.system import memory_bound, read_limits, read_meminfo
-from toolkit.units import counted
 from toolkit.records import PHASES_NOTE, BenchResult, BenchRow, Phase
 from toolkit.report.view import escape  # a library's path is anyone's bytes
-from toolkit.units import size_words
+from toolkit.units import counted, size_words
 
 DEFAULT_SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20)
 EXPLICIT = ("sysv", "posix", "memfd", "anon")

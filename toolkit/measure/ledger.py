@@ -205,7 +205,8 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
         notes += ("physical pages and the cgroup charged for them need root (pagemap PFNs, /proc/kpagecgroup)",)
     elif not pfns:
         notes += ("physical pages and the cgroup charged for them were left out (--no-pfns)",)
-    sources = {(o["kind"], key[1], key[2]): o["maps"][0][:3:2] for key, o in objects.items()}  # (pid, mapping)
+    # a process and one of its mappings of each object: what its file is read through
+    sources = {(o["kind"], key[1], key[2]): (o["maps"][0][0], o["maps"][0][2]) for key, o in objects.items()}
     return Ledger(h.version if h else None, tuple(cgroups), tuple(out_objects), library_copies(out_objects, fs, sources),
                   access.privileged, complete, notes)
 

@@ -71,12 +71,12 @@ def tar_mode(path: str) -> str:
     lower = path.lower()
     if lower.endswith((".zip", ".7z", ".zst", ".lz4", ".rar")):
         raise BadInput(f"{path}: a snapshot is a tar archive (.tar.gz, .tar.xz, .tar.bz2 or .tar), "
-                            f"not {lower.rsplit('.', 1)[-1]}")
+                       f"not {lower.rsplit('.', 1)[-1]}")
     return next((mode for ends, mode in _TAR_MODES if lower.endswith(ends)), "w:gz")
 
 
 def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None) -> dict:
-    """Capture this host into PATH (.tar.gz or .tar.xz by its name); returns a summary."""
+    """Capture this host into PATH (a tar compressed as its name says: tar_mode); returns a summary."""
     from toolkit.proc.access import read_access
     from toolkit.proc.cgroup import (
         cgroup_dir,

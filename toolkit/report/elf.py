@@ -95,14 +95,17 @@ def render_elf(info, out, width: int | None = None) -> None:
     w(f"  Entry point 0x{info.entry:x}; {len(info.segments)} program headers at offset {info.phoff}\n")
     if info.interpreter:
         w(f"  Interpreter: {escape(info.interpreter)}\n")
-    if not info.segments:  # a .o: readelf's words, and nothing to map sections to
-        w("\nThere are no program headers in this file.\n\n")
-        para(f"Layout: {info.layout}", "", "  ")
+
+    def finish():
         for n in info.notes:
             para(f"note: {n}", "  ", "    ")
         w("\n")
         out.write("".join(parts))
-        return
+
+    if not info.segments:  # a .o: readelf's words, and nothing to map sections to
+        w("\nThere are no program headers in this file.\n\n")
+        para(f"Layout: {info.layout}", "", "  ")
+        return finish()
     w("\nProgram Headers:\n")
     narrow = info.elf_class == 64 and width < WIDE
     if narrow:
@@ -121,11 +124,7 @@ def render_elf(info, out, width: int | None = None) -> None:
     para(f"Layout: {info.layout}", "", "  ")
     if not info.loadable:
         para("Sharing and hazards: not applicable (the loader maps executables and shared objects only)", "", "  ")
-        for n in info.notes:
-            para(f"note: {n}", "  ", "    ")
-        w("\n")
-        out.write("".join(parts))
-        return
+        return finish()
     w("Sharing of each LOAD in a process:\n")
     for s in info.loads():
         rel = (f"  [{s.relocations} dynamic relocations dirty {s.reloc_pages} page(s)]" if s.relocations else "")
@@ -146,15 +145,12 @@ def render_elf(info, out, width: int | None = None) -> None:
     para("private memory per process from relocations: "
          + ("unknown (the relocation tables may lie past the end of the file)" if est is None
             else f"at least {human_bytes(est)}"), "  ", "    ")
-    for n in info.notes:
-        para(f"note: {n}", "  ", "    ")
-    w("\n")
-    out.write("".join(parts))
+    finish()
 
 
 def join_to_json(info, joined) -> dict:
-    return {"path": escape(joined.path), "path_hex": raw_hex(joined.path), "pid": joined.pid, "base": joined.base, "privileged": joined.privileged,
-            "deleted": joined.deleted, "note": joined.note or None,
+    return {"path": escape(joined.path), "path_hex": raw_hex(joined.path), "pid": joined.pid, "base": joined.base,
+            "privileged": joined.privileged, "deleted": joined.deleted, "note": joined.note or None,
             "mappings": [m._asdict() for m in joined.mappings],
             "elf": {"layout": info.layout, "relro": info.relro, "textrel": info.textrel}}
 
