@@ -340,14 +340,15 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 memfd.setdefault((m.device, m.inode, m.path), set()).add(pid)
             elif m.deleted and m.shared:
                 deleted.setdefault((m.device, m.inode, m.path), set()).add(pid)
-    commands = {}
-    hierarchy = memory_hierarchy(fs)
+    commands, hierarchy = {}, []  # the memory hierarchy is looked up once, when an object has an attacher
 
     def attachers(pids_):
         out = []
         for p in sorted(pids_):
             if p not in commands:
-                commands[p] = (_command(fs, p), _cgroup_or_none(fs, hierarchy, p))
+                if not hierarchy:
+                    hierarchy.append(memory_hierarchy(fs))
+                commands[p] = (_command(fs, p), _cgroup_or_none(fs, hierarchy[0], p))
             out.append(Attacher(p, *commands[p]))
         return tuple(out)
 
