@@ -428,3 +428,38 @@ def test_as_nobody_its_own_undumpable_process_is_not_called_another_users(nobody
     finally:
         p.kill()
         p.wait()
+
+
+def test_as_nobody_a_folder_in_dev_shm_it_may_not_read_is_unknown_not_an_error(nobody_env, tmp_path):
+    """Another user's folder in /dev/shm, seen unprivileged: its bytes are unknown (null, said, left out of
+    export), and segments still runs; a snapshot taken so replays the same."""
+    import secrets
+
+    top = "/dev/shm/shmkit-test-private-" + secrets.token_hex(4)
+    os.mkdir(top, 0o700)
+    try:
+        with open(top + "/f", "wb") as f:
+            f.write(b"\1" * 50000)
+        r = run_as_nobody(nobody_env, "segments", "--json")
+        assert r.returncode == 0, r.stderr
+        ours = next(m for m in json.loads(r.stdout)["dev_shm"] if m["where"] == "/dev/shm")
+        assert ours["folder_bytes"] is None and ours["folder_files"] is None and top in ours["unreadable_folders"]
+        text = run_as_nobody(nobody_env, "segments").stdout
+        assert "files unknown" in " ".join(text.split())
+        prom = run_as_nobody(nobody_env, "export", "--prometheus")
+        assert prom.returncode == 0 and 'shmkit_dev_shm_folder_bytes{where="/dev/shm"' not in prom.stdout
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="shmkit-test-")  # in /tmp: nobody cannot reach pytest's own folders
+        os.chmod(folder, 0o777)
+        snap = os.path.join(folder, "s.tar.gz")
+        r = run_as_nobody(nobody_env, "snapshot", os.path.join(str(tmp_path), "s.tar.gz"))
+        assert r.returncode == 2 and "cannot be reached" in r.stderr, r.stderr  # not 'does not exist'
+        assert run_as_nobody(nobody_env, "snapshot", snap).returncode == 0
+        replay = next(m for m in json.loads(run_shmkit("segments", "--json", "--from", str(snap)).stdout)["dev_shm"]
+                      if m["where"] == "/dev/shm")
+        assert replay["folder_bytes"] is None and top in replay["unreadable_folders"]
+    finally:
+        shutil.rmtree(top)
+        if "folder" in locals():
+            shutil.rmtree(folder)

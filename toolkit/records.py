@@ -688,8 +688,9 @@ class DevShm(NamedTuple):
     full: bool
     processes: tuple  # some pids that see it
     folders: tuple = ()  # names of folders in it: their files are tmpfs memory, but not POSIX objects
-    folder_files: int = 0  # regular files in those folders, at any depth
-    folder_bytes: int = 0  # what those files have allocated
+    folder_files: Optional[int] = 0  # regular files in those folders, at any depth; None: one is unreadable
+    folder_bytes: Optional[int] = 0  # what those files have allocated; None likewise
+    unreadable_folders: tuple = ()  # folders we may not list (another user's, unprivileged)
 
 
 class SegmentsReport(NamedTuple):

@@ -52,9 +52,27 @@ class OutputFile(PathName):
                       "file called '-'", param, ctx)
         if os.path.isdir(value):
             self.fail(f"{value!r} is a folder, not a file", param, ctx)
-        if not os.path.isdir(os.path.dirname(os.path.abspath(value))):
-            self.fail(f"{value!r}: its folder does not exist", param, ctx)
+        problem = folder_problem(value)
+        if problem:
+            self.fail(f"{value!r}: {problem}", param, ctx)
         return value
+
+
+def folder_problem(path: str):
+    """Why the folder of a file to write cannot take it ('its folder does not exist'; not reachable, as a
+    folder under another user's 0700 home is), or None."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.stat(folder)
+    except PermissionError:
+        return "its folder cannot be reached (permission denied on the way to it)"
+    except OSError:
+        return "its folder does not exist"
+    if not os.path.isdir(folder):
+        return "its folder does not exist"
+    return None
 
 
 def at_least(n: int, why: str = ""):

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from toolkit.cli.common import PathName, console, library_errors, write_atomically
+from toolkit.cli.common import PathName, console, folder_problem, library_errors, write_atomically
 from toolkit.report.view import json_text
 
 
@@ -261,8 +261,9 @@ def snapshot(file):
             raise click.BadParameter("'-' would write a compressed archive to the terminal: redirect it "
                                      "or name a file", param_hint="FILE")
         file = "/dev/stdout"
-    if not os.path.isdir(os.path.dirname(os.path.abspath(file))):
-        raise click.BadParameter(f"{file!r}: its folder does not exist", param_hint="FILE")
+    problem = folder_problem(file)
+    if problem:
+        raise click.BadParameter(f"{file!r}: {problem}", param_hint="FILE")
     try:
         tar_mode(file)
     except BadInput as err:

@@ -207,7 +207,12 @@ def _shm_entries(t: _Tar, fs: ProcFS, where: str, meta: dict, seen: list, depth:
     from toolkit.measure.system import FOLDER_DEPTH, FOLDER_ENTRIES
 
     t.folder(where.lstrip("/"))
-    for name in fs.host_listdir(where):
+    try:
+        names = fs.host_listdir(where)
+    except AccessDenied:  # another user's folder: recorded as one we could not list, so replay says so
+        meta.setdefault("unlisted", []).append(where)
+        return
+    for name in names:
         path = os.path.join(where, name)
         try:
             st = fs.host_lstat(path)

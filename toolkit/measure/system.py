@@ -285,9 +285,15 @@ FOLDER_DEPTH, FOLDER_ENTRIES = 8, 10000  # a walk of folders in /dev/shm stays s
 
 
 def _folder_usage(fs, where, acc, depth=0) -> None:
-    """Add the regular files below `where` and what they have allocated to acc ([files, bytes]), through
-    the gateway (a recording replays it), at most FOLDER_DEPTH deep and FOLDER_ENTRIES entries."""
-    for name in fs.host_listdir(where):
+    """Add the regular files below `where` and what they have allocated to acc ([files, bytes, folders
+    that could not be read]), through the gateway (a recording replays it), at most FOLDER_DEPTH deep and
+    FOLDER_ENTRIES entries."""
+    try:
+        names = fs.host_listdir(where)
+    except AccessDenied:  # another user's folder, unprivileged: its files are unknown, not none
+        acc[2].append(where)
+        return
+    for name in names:
         if acc[0] >= FOLDER_ENTRIES:
             return
         try:
@@ -419,7 +425,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs else None
         dev_shm.append(DevShm(where, ns, _dev(root_st.st_dev), size, used,
                               (used / size) if size else None, bool(size) and used / size >= FULL_AT, ()))
-        folders, in_folders = [], [0, 0]
+        folders, in_folders = [], [0, 0, []]
         for name in sorted(fs.host_listdir(where)):
             try:
                 st = fs.host_lstat(os.path.join(where, name))
@@ -441,8 +447,11 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 semaphore=name.startswith("sem."),
             ))
         if folders:  # the fill counts their files; no listing of objects would
-            dev_shm[-1] = dev_shm[-1]._replace(folders=tuple(folders), folder_files=in_folders[0],
-                                               folder_bytes=in_folders[1])
+            known = not in_folders[2]
+            dev_shm[-1] = dev_shm[-1]._replace(folders=tuple(folders),
+                                               folder_files=in_folders[0] if known else None,
+                                               folder_bytes=in_folders[1] if known else None,
+                                               unreadable_folders=tuple(in_folders[2]))
     dev_shm = [d._replace(processes=tuple(sorted(mounts[_st(d.device)][2])[:8])) for d in dev_shm]
     for d in dev_shm:
         if d.full:

@@ -325,8 +325,11 @@ class ProcFS:
         return read_build_id(self.mapped_file(pid, mapping))
 
     def host_listdir(self, abspath: str) -> list:
-        """Names in a host folder, as bytes-faithful str (surrogateescape); [] when it does not exist."""
+        """Names in a host folder, as bytes-faithful str (surrogateescape); [] when it does not exist. A
+        recording says which folders its recorder could not list: those are refused as they were."""
         where = self.host_path(abspath)
+        if self.recorded and abspath in self._recorded_stat().get("unlisted", ()):
+            raise AccessDenied(abspath, f"permission denied reading {abspath} (when it was recorded)")
         try:
             return os.listdir(where)
         except (FileNotFoundError, NotADirectoryError):
@@ -406,6 +409,9 @@ def _checked_stat(meta) -> dict:
         elif key == "cgroup_inodes":
             if not isinstance(value, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in value.items()):
                 raise bad("cgroup_inodes is not an object of inode -> cgroup path")
+        elif key == "unlisted":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise bad("unlisted is not a list of folders")
         elif key == "build_ids":
             if not isinstance(value, dict) or not all(v is None or isinstance(v, str) for v in value.values()):
                 raise bad("build_ids is not an object of device:inode -> build-id")

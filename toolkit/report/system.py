@@ -23,7 +23,8 @@ def segments_to_json(r) -> dict:
     return {"sysv": [_object_json(o) for o in r.sysv], "posix": [_object_json(o) for o in r.posix],
             "memfd": [_object_json(o) for o in r.memfd], "deleted": [_object_json(o) for o in r.deleted],
             "pinned": [_object_json(o) for o in r.pinned + tuple(o for o in r.sysv if o.pinned)],
-            "dev_shm": [{**to_dict(d), "folders": [escape(n) for n in d.folders]} for d in r.dev_shm],
+            "dev_shm": [{**to_dict(d), "folders": [escape(n) for n in d.folders],
+                         "unreadable_folders": [escape(n) for n in d.unreadable_folders]} for d in r.dev_shm],
             "processes": r.processes, "unreadable": r.unreadable, "remove_ipc": r.remove_ipc_policy,
             "complete": r.complete, "unlisted": list(r.unlisted), "notes": list(r.notes)}
 
@@ -155,8 +156,11 @@ def segments_renderables(r, console, changes=None) -> list:
     for d in r.dev_shm:
         if d.folders:  # the fill counts their files; no listing of objects would
             names = ", ".join(escape(n) + "/" for n in d.folders[:4]) + (", ..." if len(d.folders) > 4 else "")
-            out.append(f"{d.where} holds {counted(len(d.folders), 'folder')} ({names}) with "
-                       f"{counted(d.folder_files, 'file')}, {human_bytes(d.folder_bytes)} allocated: tmpfs memory, "
+            held = (f"{counted(d.folder_files, 'file')}, {human_bytes(d.folder_bytes)} allocated"
+                    if d.folder_bytes is not None else
+                    f"files unknown: {counted(len(d.unreadable_folders), 'folder')} may not be read here "
+                    f"({', '.join(escape(f) for f in d.unreadable_folders[:2])})")
+            out.append(f"{d.where} holds {counted(len(d.folders), 'folder')} ({names}) with {held}: tmpfs memory, "
                        "but not POSIX objects (a shm_open name has no '/'), so not listed above")
     out += list(r.notes)
     return out
@@ -365,7 +369,8 @@ def prometheus_text(seg, foot) -> str:
            [({"where": d.where, "device": d.device}, round(d.fill, 4)) for d in seg.dev_shm if d.fill is not None])
     metric("shmkit_dev_shm_folder_bytes", "Allocated by files in folders of each /dev/shm mount: tmpfs memory that "
            "no POSIX object accounts for.", "gauge",
-           [({"where": d.where, "device": d.device}, d.folder_bytes) for d in seg.dev_shm])
+           [({"where": d.where, "device": d.device}, d.folder_bytes) for d in seg.dev_shm
+            if d.folder_bytes is not None])  # a folder we may not read: left out, never 0
     metric("shmkit_world_writable_objects", "Objects any user may write.", "gauge",
            [({"kind": k}, sum(1 for o in v if o.world_writable)) for k, v in objs.items()])
     metric("shmkit_pss_complete", "1 when every process was read, so that shmkit_pss_bytes is a total; 0 when "
