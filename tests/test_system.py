@@ -463,3 +463,17 @@ def test_as_nobody_a_folder_in_dev_shm_it_may_not_read_is_unknown_not_an_error(n
         shutil.rmtree(top)
         if "folder" in locals():
             shutil.rmtree(folder)
+
+
+def test_a_snapshot_replays_under_a_python_whose_tarfile_has_no_filter(nobody_env, tmp_path):
+    """Debian 12's Python 3.11.2 has no extraction filter (it came in 3.11.4): replay must still work there,
+    with shmkit's own check of the members."""
+    snap = tmp_path / "s.tar.gz"
+    assert run_shmkit("snapshot", str(snap)).returncode == 0
+    python, env = nobody_env["python"], nobody_env["env"]
+    has_filter = subprocess.run([python, "-c", "import tarfile; print(hasattr(tarfile, 'data_filter'))"],
+                                capture_output=True, text=True, env=env).stdout.strip()
+    for args in (["segments", "--json"], ["footprint", "--by", "object", "--json"], ["export", "--prometheus"]):
+        r = subprocess.run([python, "-m", "toolkit", *args, "--from", str(snap)], capture_output=True, text=True,
+                           env=env, cwd=nobody_env["cwd"], timeout=120)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, has_filter, r.stderr[-300:])

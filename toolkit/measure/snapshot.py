@@ -306,7 +306,10 @@ def opened(path: str):
                 members = list(_safe_members(tar.getmembers()))
                 if not any(m.name == "host/snapshot.json" and m.isfile() for m in members):
                     raise BadInput(f"{path}: not a shmkit snapshot (no snapshot.json)")
-                tar.extractall(tmp, members=members, filter="data" if hasattr(tarfile, "data_filter") else None)
+                # the 'data' filter where this Python has it (3.11.4, 3.12); before, _safe_members alone
+                # (Debian 12's 3.11.2 has no filter argument at all: passing filter=None was a TypeError)
+                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(tmp, members=members, **extra)
         except tarfile.ReadError as err:
             raise BadInput(f"{path}: not a readable shmkit snapshot (not a tar archive, plain or compressed)") from err
         except (tarfile.TarError, EOFError, OSError) as err:
