@@ -53,11 +53,36 @@ def _files_of(dist_name, seen, out):
             _files_of(re.split(r"[ ;<>=!~\[(]", req, 1)[0], seen, out)
 
 
+def _python_for(uid: int) -> str:
+    """An interpreter `uid` can run whose version is ours: sysv_ipc and posix_ipc are compiled for one
+    CPython version (cpython-311...so), so a copy of them loads only in that version. Ours first (where the
+    user may enter its folder), then the system's. NotFound, saying which were tried, where there is none."""
+    from toolkit.errors import NotFound
+
+    want = "%d.%d" % sys.version_info[:2]
+    tried = []
+    for python in dict.fromkeys([os.path.realpath(sys.executable), *SYSTEM_PYTHONS,
+                                 f"/usr/bin/python{want}", f"/usr/local/bin/python{want}"]):
+        if not os.access(python, os.X_OK):
+            continue
+        try:
+            r = subprocess.run([python, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               user=uid, group=uid, extra_groups=[], cwd="/", capture_output=True, text=True,
+                               timeout=10)
+        except (OSError, subprocess.SubprocessError) as err:
+            tried.append(f"{python}: {err}")
+            continue
+        got = r.stdout.strip()
+        if r.returncode == 0 and got == want:
+            return python
+        tried.append(f"{python}: " + (f"Python {got}" if r.returncode == 0 else "not runnable by that user"))
+    raise NotFound(f"no Python {want} that uid {uid} can run, for a copy of the compiled sysv_ipc and posix_ipc "
+                   f"this one has (tried {'; '.join(tried) or 'none found'})")
+
+
 def make_runtime(uid: int = NOBODY) -> Runtime:
     """Copy toolkit and its dependencies into a fresh world-readable folder. Needs root to be of use."""
-    python = next((p for p in SYSTEM_PYTHONS if os.access(p, os.X_OK)), None)
-    if python is None:
-        raise RuntimeError("no system python3 that another user can run (/usr/bin/python3)")
+    python = _python_for(uid)
     root = tempfile.mkdtemp(prefix="shmkit-runas-")
     site = os.path.join(root, "site")
     files = []

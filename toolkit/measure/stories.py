@@ -131,7 +131,13 @@ def _permissions(progress=None) -> Story:
 
     sysv, posix, dso = mechanisms.get("sysv"), mechanisms.get("posix"), mechanisms.get("dso")
     steps = []
-    with make_runtime() as rt, Janitor():
+    try:
+        runtime = make_runtime()
+    except ShmkitError as err:  # no interpreter the other user may run that can load our compiled modules
+        why = f"acting as uid 65534: {err}"
+        return Story("permissions", title, (Step("another user is refused 0600 objects", (), None, why),),
+                     "could not be shown: " + why, why)
+    with runtime as rt, Janitor():
         hs = [sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE), sysv.new_handle(PAGE_SIZE), posix.new_handle(PAGE_SIZE)]
         modes = (0o600, 0o600, 0o666, 0o666)
         try:
