@@ -150,6 +150,9 @@ def test_views_render_whole_numbers_at_any_width():
     ["elf", LIBC], ["elf", "--json", LIBC], ["elf", "--pid", "self"], ["elf", "--aslr", "2"],
     ["compare", "--size", "1M", "--peers", "2", "--repeat", "1"], ["demo", "pic"],
     ["bench", "--sizes", "4K", "--mechanisms", "sysv", "--repeat", "2"], ["explain", "--peers", "2"], ["--help"],
+    # a file that is our stdout: the archive or page to a pipe whose reader goes away
+    ["snapshot", "-"], ["snapshot", "/dev/stdout"],
+    ["compare", "--size", "4K", "--peers", "2", "--repeat", "1", "--json", "--html", "/dev/stdout"],
 ])
 def test_a_closed_pipe_ends_quietly_with_status_0(args):
     if args[:2] == ["elf", "--pid"]:

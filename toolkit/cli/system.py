@@ -4,7 +4,15 @@ import sys
 
 import click
 
-from toolkit.cli.common import PathName, console, folder_problem, library_errors, write_atomically
+from toolkit.cli.common import (
+    PathName,
+    cannot_write,
+    console,
+    folder_problem,
+    is_stdout,
+    library_errors,
+    write_atomically,
+)
 from toolkit.report.view import json_text
 
 
@@ -237,16 +245,6 @@ def export(prom, file, root, from_):
     write_atomically(file, text)  # the collector never reads a half-written file
 
 
-def _is_stdout(path) -> bool:
-    """The file is where stdout goes (/dev/stdout, or the file it is redirected to): the summary line
-    must not land in the archive."""
-    try:
-        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError):
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
 @click.command()
 @click.argument("file", type=PathName(dir_okay=False))
 @library_errors
@@ -272,9 +270,9 @@ def snapshot(file):
         try:
             summary = take_snapshot(file, progress=progress)
         except OSError as err:
-            raise click.ClickException(f"cannot write {file}: {err.strerror or err}") from err
+            cannot_write(file, err)
     from toolkit.report.view import escape
 
     size = "" if summary["bytes"] is None else f", {summary['bytes']} bytes"
-    click.echo(f"{escape(summary['file'])}: {summary['processes']} processes{size}", err=_is_stdout(file))
+    click.echo(f"{escape(summary['file'])}: {summary['processes']} processes{size}", err=is_stdout(file))
 
