@@ -263,3 +263,49 @@ def test_rlimit_nproc_counts_only_this_users_processes(nobody_env):
     r = run(40)
     assert r.returncode == 1 and "40 peers do not fit: this user runs" in r.stderr
     assert f"RLIMIT_NPROC is {limit}" in r.stderr
+
+
+@pytest.fixture
+def pids_cgroup():
+    """A pids cgroup made under this process's own (never elsewhere), removed after: (folder, preexec)."""
+    from toolkit.proc.cgroup import cgroup_dir, controller_hierarchy, process_cgroup
+
+    h = controller_hierarchy("pids")
+    own = process_cgroup("self", h) if h else None
+    parent = cgroup_dir(own, h) if own is not None else None
+    if parent is None or not os.access(parent, os.W_OK):
+        pytest.skip(f"cannot make a pids cgroup under our own ({own!r}): no pids controller or not writable")
+    folder = os.path.join(parent, f"shmkit-test-pids-{os.getpid()}")
+    os.mkdir(folder)
+    if not os.path.exists(os.path.join(folder, "pids.max")):
+        os.rmdir(folder)
+        pytest.skip("cgroup v2: the pids controller is not enabled for our cgroup's children")
+
+    def join():
+        with open(os.path.join(folder, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    try:
+        yield folder, join
+    finally:
+        deadline = time.monotonic() + 10
+        while open(os.path.join(folder, "cgroup.procs")).read().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.rmdir(folder)
+
+
+@pytest.mark.parametrize("room,needle", [(3, "peers do not fit: pids.max of cgroup"),
+                                         (0, "the kernel refused a new process (EAGAIN): pids.max of cgroup")])
+def test_a_containers_pids_limit_is_named_not_resource_temporarily_unavailable(pids_cgroup, room, needle):
+    """A container's pids.max: compare's peers that cannot all start are refused before they start, and a
+    fork the kernel refuses says which limit, where it said 'Resource temporarily unavailable'."""
+    folder, join = pids_cgroup
+    python = os.path.realpath(sys.executable)  # not a shell shim, which itself forks
+    code = (f"import os, sys, subprocess\n"
+            f"tasks = int(open({folder!r} + '/pids.current').read())\n"
+            f"open({folder!r} + '/pids.max', 'w').write(str(tasks + {room}))\n"
+            f"os.execv({python!r}, [{python!r}, '-m', 'toolkit', 'compare', '--size', '4K', '--peers', '4', "
+            f"'--repeat', '1'])\n")
+    t0 = time.monotonic()
+    r = subprocess.run([python, "-c", code], preexec_fn=join, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 1 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Resource temporarily unavailable" not in r.stderr and time.monotonic() - t0 < 60

@@ -816,3 +816,4 @@ class Hierarchy(NamedTuple):
     version: int  # 1: the v1 memory controller; 2: the unified hierarchy
     mount: str  # where it is mounted (a host path)
     root: str  # the part of the hierarchy that mount shows ("/" but in a cgroup namespace)
+    controller: str = "memory"  # the v1 controller whose line of /proc/PID/cgroup names the cgroup

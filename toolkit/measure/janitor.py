@@ -22,10 +22,15 @@ NAMED = ("sysv", "posix")
 class Janitor:
     def __init__(self, env=None):
         self.since = time.time()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "toolkit.measure.janitor", str(os.getpid()), repr(self.since)],
-            stdin=subprocess.PIPE, start_new_session=True, env=env,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "toolkit.measure.janitor", str(os.getpid()), repr(self.since)],
+                stdin=subprocess.PIPE, start_new_session=True, env=env,
+            )
+        except BlockingIOError as err:
+            from toolkit.measure.peer import spawn_refused
+
+            raise spawn_refused("the janitor (which removes what a killed run leaves)") from err
 
     def watch_process(self, pid: int) -> None:
         """Objects that process `pid` creates from now on are ours too (a peer that creates)."""

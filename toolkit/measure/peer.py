@@ -54,10 +54,13 @@ class Peer:
         if runtime is not None:
             env = runtime.env
             extra = dict(user=runtime.uid, group=runtime.uid, extra_groups=[], cwd=runtime.root)
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            bufsize=0, env=env, preexec_fn=preexec_fn, **extra,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                bufsize=0, env=env, preexec_fn=preexec_fn, **extra,
+            )
+        except BlockingIOError as err:  # fork's EAGAIN names no limit: say which ones may have said no
+            raise spawn_refused("a peer") from err
         self.pid = self.proc.pid
         # a preexec_fn may say what its own exit statuses mean (sandbox.enter: which step the kernel refused)
         self._exit_meanings = getattr(preexec_fn, "exit_meanings", {})
@@ -215,6 +218,34 @@ def describe_exit(rc) -> str:
     return f"exit status {rc}"
 
 
+def spawn_refused(what: str):
+    """LimitExceeded for a fork the kernel refused with EAGAIN ('Resource temporarily unavailable'),
+    naming the limits that count processes: a cgroup's pids.max (a container's), RLIMIT_NPROC."""
+    from toolkit.errors import LimitExceeded
+    from toolkit.proc.cgroup import task_headroom
+
+    said = []
+    room = task_headroom()
+    if room is not None:
+        said.append(room[1])
+    soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if soft != resource.RLIM_INFINITY:
+        said.append(f"RLIMIT_NPROC is {soft} (ulimit -u)")
+    return LimitExceeded(f"could not start {what}: the kernel refused a new process (EAGAIN)"
+                         + (f": {'; '.join(said)}" if said else " (kernel.threads-max, or memory for a new task)"))
+
+
+def check_tasks(n: int) -> None:
+    """Refuse n more processes where a pids cgroup (a container's pids limit) has no room for them; any
+    count, since the check is a few small reads."""
+    from toolkit.errors import LimitExceeded
+    from toolkit.proc.cgroup import task_headroom
+
+    room = task_headroom()
+    if room is not None and n > room[0]:
+        raise LimitExceeded(f"{n} peers do not fit: {room[1]} (room for {max(room[0], 0)} more)")
+
+
 ROOM_CHECK_FROM = 16  # a few peers always fit; a large count is checked before the machine runs out
 PEER_KERNEL_BYTES = 64 << 10  # page tables, kernel stack and pipes of one more process, roughly
 
@@ -286,6 +317,7 @@ class PeerGroup:
 
     def __init__(self, n: int, env=None, progress=None):
         self.peers = []
+        check_tasks(n)
         try:
             for i in range(n):
                 self.peers.append(Peer(env))

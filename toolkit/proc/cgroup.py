@@ -31,14 +31,51 @@ def _mounts(fs: ProcFS):
 
 def memory_hierarchy(fs: ProcFS | None = None) -> Optional[Hierarchy]:
     """The hierarchy that accounts memory here: the v1 memory controller if mounted, else cgroup2."""
+    return controller_hierarchy("memory", fs)
+
+
+def controller_hierarchy(controller: str, fs: ProcFS | None = None) -> Optional[Hierarchy]:
+    """The hierarchy of a controller here: its v1 mount if there is one, else cgroup2."""
     fs = fs or default_fs()
     v2 = None
     for root, point, fstype, opts in _mounts(fs):
-        if fstype == "cgroup" and "memory" in opts:
-            return Hierarchy(1, point, root)
+        if fstype == "cgroup" and controller in opts:
+            return Hierarchy(1, point, root, controller)
         if fstype == "cgroup2" and v2 is None:
-            v2 = Hierarchy(2, point, root)
+            v2 = Hierarchy(2, point, root, controller)
     return v2
+
+
+def task_headroom(fs: ProcFS | None = None):
+    """(how many more tasks this process's cgroup and its ancestors allow, what says so) under the pids
+    controller (a container's pids limit); None where no limit applies or none can be read. A task is a
+    thread: pids.current counts every thread of every process in the cgroup."""
+    fs = fs or default_fs()
+    h = controller_hierarchy("pids", fs)
+    try:
+        path = process_cgroup("self", h, fs) if h else None
+    except ShmkitError:
+        return None
+    if path is None:
+        return None
+    best = None
+    while True:
+        d = cgroup_dir(path, h)
+        if d is None:
+            break
+        try:
+            limit = fs.host_read_text(os.path.join(d, "pids.max")).strip()
+            current = int(fs.host_read_text(os.path.join(d, "pids.current")).strip())
+        except (ShmkitError, ValueError):
+            limit = None
+        if limit and limit.isdigit():  # "max": no limit at this level
+            room = int(limit) - current
+            if best is None or room < best[0]:
+                best = (room, f"pids.max of cgroup {path} is {limit} and {current} tasks run in it")
+        if path in ("/", "") or path.rstrip("/") == h.root.rstrip("/"):
+            break
+        path = os.path.dirname(path.rstrip("/")) or "/"
+    return best
 
 
 def process_cgroup(pid, h: Hierarchy, fs: ProcFS | None = None) -> Optional[str]:
@@ -46,7 +83,7 @@ def process_cgroup(pid, h: Hierarchy, fs: ProcFS | None = None) -> Optional[str]
     fs = fs or default_fs()
     for line in fs.read_text(pid, "cgroup").splitlines():
         _hid, ctrls, path = line.split(":", 2)
-        if (h.version == 1 and "memory" in ctrls.split(",")) or (h.version == 2 and _hid == "0" and ctrls == ""):
+        if (h.version == 1 and h.controller in ctrls.split(",")) or (h.version == 2 and _hid == "0" and ctrls == ""):
             return path
     return None
 
