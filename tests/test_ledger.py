@@ -582,3 +582,18 @@ def test_the_same_library_without_a_build_id_is_grouped_by_its_bytes(tmp_path):
     group = next(c for c in led.library_copies if set(c.paths) >= {str(bare), str(copy)})
     assert group.files == 2 and group.build_id.startswith("sha256:")
     assert "no build-id, the same bytes" in " ".join(table.split())
+
+
+def test_a_cgroups_descendants_are_its_subtree_only_and_its_unmapped_shmem_counts_them():
+    """memory.stat is hierarchical: a row's shmem is set against the charges of its whole subtree, and
+    /ab is not below /a."""
+    from toolkit.measure.ledger import _with_subtrees
+    from toolkit.records import CgroupUse
+
+    rows = [CgroupUse(p, 1, {}, {"shmem": 10 * MIB}, {"sysv": MIB}) for p in ("/", "/a", "/a/b", "/ab", "/a/b2")]
+    rows.append(CgroupUse("/c", 1, {}, {"shmem": 10 * MIB}, None))  # charges unknown: so is what is unmapped
+    got = {c.cgroup: c for c in _with_subtrees(rows)}
+    assert got["/a"].descendants == ("/a/b", "/a/b2") and got["/ab"].descendants == ()
+    assert set(got["/"].descendants) == {"/a", "/a/b", "/ab", "/a/b2", "/c"}
+    assert got["/a"].unmapped_shmem_bytes == 7 * MIB and got["/a/b"].unmapped_shmem_bytes == 9 * MIB
+    assert got["/c"].unmapped_shmem_bytes is None and got["/"].unmapped_shmem_bytes is None

@@ -218,14 +218,19 @@ def _with_subtrees(cgroups) -> list:
     """Each cgroup with the listed cgroups below it and, where the charges of mapped pages are known,
     the shmem it is charged for that is in no mapping: memory.stat counts a cgroup's descendants too, so
     its shmem is set against the charged pages of its whole subtree."""
+    import bisect
+
+    by_path = {c.cgroup: c for c in cgroups if c.cgroup}
+    paths = sorted(by_path)  # a cgroup's descendants are one run of this order: bisect, not all pairs
     out = []
     for c in cgroups:
         if c.cgroup is None:
             out.append(c)
             continue
         prefix = c.cgroup.rstrip("/") + "/"
-        below = tuple(sorted(d.cgroup for d in cgroups if d.cgroup and d.cgroup.startswith(prefix)))
-        subtree = [c] + [d for d in cgroups if d.cgroup in below]
+        below = tuple(p for p in paths[bisect.bisect_left(paths, prefix):bisect.bisect_left(paths, prefix + "\U0010ffff")]
+                      if p != c.cgroup)
+        subtree = [c] + [by_path[p] for p in below]
         shmem = (c.memory_stat or {}).get("shmem")
         unmapped = None
         if shmem is not None and all(d.charged_bytes is not None for d in subtree):
