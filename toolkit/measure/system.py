@@ -284,10 +284,10 @@ FULL_AT = 0.9  # a /dev/shm this full is flagged: the next shm_open + ftruncate 
 FOLDER_DEPTH, FOLDER_ENTRIES = 8, 10000  # a walk of folders in /dev/shm stays short whatever is there
 
 
-def _folder_usage(fs, where, acc, depth=0) -> None:
+def _folder_usage(fs, where, acc, dev, depth=0) -> None:
     """Add the regular files below `where` and what they have allocated to acc ([files, bytes, folders
     that could not be read]), through the gateway (a recording replays it), at most FOLDER_DEPTH deep and
-    FOLDER_ENTRIES entries."""
+    FOLDER_ENTRIES entries, on device `dev` only (a file system mounted inside is not this tmpfs's)."""
     try:
         names = fs.host_listdir(where)
     except AccessDenied:  # another user's folder, unprivileged: its files are unknown, not none
@@ -300,8 +300,10 @@ def _folder_usage(fs, where, acc, depth=0) -> None:
             st = fs.host_lstat(os.path.join(where, name))
         except (NotFound, AccessDenied, NoSuchProcess):
             continue
+        if st.st_dev != dev:
+            continue
         if stat.S_ISDIR(st.st_mode) and depth < FOLDER_DEPTH:
-            _folder_usage(fs, os.path.join(where, name), acc, depth + 1)
+            _folder_usage(fs, os.path.join(where, name), acc, dev, depth + 1)
         elif stat.S_ISREG(st.st_mode):
             acc[0] += 1
             acc[1] += st.st_blocks * 512
@@ -431,9 +433,9 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 st = fs.host_lstat(os.path.join(where, name))
             except (NotFound, AccessDenied, NoSuchProcess):
                 continue  # removed since the listing
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and st.st_dev == root_st.st_dev:
                 folders.append(name)
-                _folder_usage(fs, os.path.join(where, name), in_folders)
+                _folder_usage(fs, os.path.join(where, name), in_folders, root_st.st_dev)
             if not stat.S_ISREG(st.st_mode):
                 continue
             dev = _dev(st.st_dev)
