@@ -477,3 +477,23 @@ def test_a_snapshot_replays_under_a_python_whose_tarfile_has_no_filter(nobody_en
         r = subprocess.run([python, "-m", "toolkit", *args, "--from", str(snap)], capture_output=True, text=True,
                            env=env, cwd=nobody_env["cwd"], timeout=120)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (args, has_filter, r.stderr[-300:])
+
+
+def test_a_file_system_mounted_inside_dev_shm_is_not_counted_as_its_folders():
+    """Only this tmpfs's files fill it: a mount inside /dev/shm (made here in a mount namespace of our
+    own, so the host's mounts are untouched) is not one of its folders."""
+    import secrets
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    name = "shmkit-test-mnt-" + secrets.token_hex(4)
+    script = (f"mkdir /dev/shm/{name} && mount -t tmpfs -o size=1m tmpfs /dev/shm/{name} && "
+              f"head -c 30000 /dev/zero > /dev/shm/{name}/x && "
+              f"{sys.executable} -m toolkit segments --json; rc=$?; umount /dev/shm/{name}; rmdir /dev/shm/{name}; exit $rc")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    if r.returncode != 0 and "mount" in r.stderr and "toolkit" not in r.stderr:
+        pytest.skip(f"a mount namespace with a tmpfs could not be made here: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    ours = next(m for m in json.loads(r.stdout)["dev_shm"] if m["where"] == "/dev/shm")
+    assert name not in ours["folders"]
