@@ -239,3 +239,18 @@ def test_a_recording_without_dev_shm_lists_posix_as_unknown(host):
     assert d["unlisted"] == ["posix"] and d["posix"] == [] and len(d["sysv"]) >= 1
     text = run_shmkit("export", "--prometheus", "--root", root).stdout
     assert 'shmkit_listing_complete{kind="posix"} 0' in text and 'shmkit_shared_objects{kind="posix"}' not in text
+
+
+def test_a_recording_with_stat_fields_we_do_not_read_is_still_read():
+    """Another recorder may keep st_nlink or a float st_mtime beside the fields shmkit reads: those are
+    left alone, not called malformed; a field we read that is not a whole number still is."""
+    from toolkit.errors import BadInput
+    from toolkit.proc.fs import _checked_stat
+
+    meta = {"/dev/shm/x": {"st_mode": 0o100600, "st_size": 4096, "st_nlink": 1, "st_mtime": 1.5},
+            "statvfs": {"/dev/shm": {"f_blocks": 10, "f_bfree": 5, "f_bavail": 5, "f_frsize": 4096, "f_files": 7}}}
+    assert _checked_stat(meta) is meta
+    with pytest.raises(BadInput, match="not a record of whole numbers"):
+        _checked_stat({"/dev/shm/x": {"st_size": "4096"}})
+    with pytest.raises(BadInput, match="lacks a field"):
+        _checked_stat({"statvfs": {"/dev/shm": {"f_blocks": 10}}})

@@ -344,7 +344,7 @@ class ProcFS:
         if self.recorded:
             meta = self._recorded_stat().get("/" + abspath.lstrip("/"))
             if meta is not None:
-                return _RecordedStat(**meta)
+                return _RecordedStat(**{k: v for k, v in meta.items() if k in _STAT_FIELDS})
         try:
             return os.lstat(where)
         except OSError as err:
@@ -374,7 +374,7 @@ class ProcFS:
         """statvfs of a host mount, or None where it cannot be had."""
         if self.recorded:
             meta = self._recorded_stat().get("statvfs", {}).get("/" + abspath.lstrip("/"))
-            return _RecordedStatvfs(**meta) if meta else None
+            return _RecordedStatvfs(**{k: meta[k] for k in _STATVFS_FIELDS}) if meta else None
         try:
             return os.statvfs(self.host_path(abspath))
         except OSError:
@@ -392,8 +392,9 @@ def _checked_stat(meta) -> dict:
         return BadInput(f"{RECORDED_STAT} of this recording is malformed: {what}")
 
     def numbers(d, fields, what):
-        if not isinstance(d, dict) or not set(d) <= set(fields) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in d.values()):
+        # fields we do not read (a recorder's st_nlink, st_mtime) are left alone
+        if not isinstance(d, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in d.items() if k in fields):
             raise bad(f"{what} is not a record of whole numbers ({', '.join(fields)})")
 
     if not isinstance(meta, dict):
@@ -404,7 +405,7 @@ def _checked_stat(meta) -> dict:
                 raise bad("statvfs is not an object")
             for where, d in value.items():
                 numbers(d, _STATVFS_FIELDS, f"statvfs of {where}")
-                if len(d) != len(_STATVFS_FIELDS):
+                if not set(_STATVFS_FIELDS) <= set(d):
                     raise bad(f"statvfs of {where} lacks a field")
         elif key == "cgroup_inodes":
             if not isinstance(value, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in value.items()):
