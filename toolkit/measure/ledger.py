@@ -228,8 +228,8 @@ def _with_subtrees(cgroups) -> list:
             out.append(c)
             continue
         prefix = c.cgroup.rstrip("/") + "/"
-        below = tuple(p for p in paths[bisect.bisect_left(paths, prefix):bisect.bisect_left(paths, prefix + "\U0010ffff")]
-                      if p != c.cgroup)
+        run = paths[bisect.bisect_left(paths, prefix):bisect.bisect_left(paths, prefix + "\U0010ffff")]
+        below = tuple(p for p in run if p != c.cgroup)
         subtree = [c] + [by_path[p] for p in below]
         shmem = (c.memory_stat or {}).get("shmem")
         unmapped = None
