@@ -87,7 +87,7 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
         m = by[name]
         ph = {p.name: p for p in m.setup.phases}
         f = m.footprint
-        ev.append(f"{m.title}: asked for by name ({m.visibility.maps_name}), listed in {', '.join(m.visibility.listed_in)}, "
+        ev.append(f"{m.title}: asked for by name ({escape(m.visibility.maps_name)}), listed in {', '.join(m.visibility.listed_in)}, "
                   f"mode {m.visibility.mode}; a peer's write is seen by another: {m.visibility.peer_sees_write}")
         ev.append(f"{m.title}: create {human_seconds(ph['create'].median_s)}, attach {human_seconds(ph['attach'].median_s)}, "
                   f"first touch of {human_bytes(size)} {human_seconds(ph['first_touch'].median_s)} "
