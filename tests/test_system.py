@@ -497,3 +497,30 @@ def test_a_file_system_mounted_inside_dev_shm_is_not_counted_as_its_folders():
     assert r.returncode == 0, r.stderr
     ours = next(m for m in json.loads(r.stdout)["dev_shm"] if m["where"] == "/dev/shm")
     assert name not in ours["folders"]
+
+
+@pytest.mark.slow
+def test_a_reader_of_another_ipc_namespace_that_never_answers_is_given_up_on_and_named(tmp_path):
+    """segments reads another IPC namespace's segments through a short-lived helper; one that hangs is
+    given up on after 10 s and said, and the rest of the listing is still made."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a process in another IPC namespace")
+    fake = tmp_path / "cat"
+    fake.write_text("#!/bin/sh\nexec sleep 600\n")
+    fake.chmod(0o755)
+    other = subprocess.Popen(["unshare", "--ipc", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{other.pid}/ns/ipc") == os.readlink("/proc/self/ns/ipc"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        r = run_shmkit("segments", "--json", timeout=120,
+                       env={**os.environ, "PATH": f"{tmp_path}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-400:]
+        assert time.monotonic() - t0 < 60
+        notes = json.loads(r.stdout)["notes"]
+        assert any("did not answer in 10 s" in n for n in notes), notes
+    finally:
+        other.kill()
+        other.wait()

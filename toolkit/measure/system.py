@@ -374,7 +374,9 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         try:
             segs = read_sysvipc_shm(fs) if pid is None else parse_sysvipc_shm(fs.read_in_ipc_namespace(pid, "sysvipc/shm"))
         except (AccessDenied, NotFound, NoSuchProcess) as err:
-            if pid is not None:
+            if pid is not None and isinstance(err, NotFound) and not fs.recorded and fs.exists(pid):
+                notes.append(f"System V segments of another IPC namespace not read: {err}")  # not a matter of root
+            elif pid is not None:
                 unread_ns += 1
             else:  # our own listing: not "no segments", but unknown (and never a 0 in export)
                 unlisted.append("sysv")

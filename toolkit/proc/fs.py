@@ -234,7 +234,13 @@ class ProcFS:
             if ctypes.CDLL(None, use_errno=True).setns(fd, 0x08000000) != 0:  # CLONE_NEWIPC
                 os._exit(3)
 
-        r = subprocess.run(["cat", os.path.join("/proc", rel)], preexec_fn=enter, capture_output=True, timeout=10)
+        try:
+            r = subprocess.run(["cat", os.path.join("/proc", rel)], preexec_fn=enter, capture_output=True, timeout=10)
+        except subprocess.TimeoutExpired as err:  # a helper that never answers is given up on, and said
+            raise NotFound(f"the reader of {rel} in the IPC namespace of process {pid} did not answer in 10 s") from err
+        except OSError as err:  # fork refused (a pids limit), no cat: the namespace stays unread, and said
+            raise NotFound(f"no reader could be started for the IPC namespace of process {pid}: "
+                           f"{err.strerror or err}") from err
         if r.returncode != 0:
             raise AccessDenied(ns_path, f"cannot enter the IPC namespace of process {pid} (needs CAP_SYS_ADMIN)")
         return r.stdout.decode("utf-8", "surrogateescape")
