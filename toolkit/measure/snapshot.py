@@ -133,7 +133,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
                 ipc = fs.namespace(pid, "ipc")
                 if ipc and ipc not in ipc_seen:
                     ipc_seen.add(ipc)
-                    with contextlib.suppress(AccessDenied):
+                    with contextlib.suppress(AccessDenied, NotFound):  # unread, as live: replay says so
                         t.add(f"proc/{pid}/ipcns/sysvipc/shm", fs.read_in_ipc_namespace(pid, "sysvipc/shm").encode())
                 mnt = fs.namespace(pid, "mnt")
                 if mnt and mnt not in mnt_seen:
