@@ -870,3 +870,17 @@ def test_a_newline_in_a_mapped_name_is_the_files_own_byte(tmp_path):
     finally:
         loader.kill()
         loader.wait()
+
+
+def test_shmmni_reached_is_named_not_no_space_left_on_device():
+    """shmget's ENOSPC names no limit: with kernel.shmmni segments already made (in an IPC namespace of
+    our own, where the limit may be changed), the error says which limit."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to lower kernel.shmmni in a private IPC namespace")
+    python = os.path.realpath(sys.executable)
+    script = (f"echo 1 > /proc/sys/kernel/shmmni && {python} -c 'import sysv_ipc; "
+              f"sysv_ipc.SharedMemory(None, sysv_ipc.IPC_CREX, size=4096)' && "
+              f"exec {python} -m toolkit compare --size 4K --peers 2 --repeat 1")
+    r = subprocess.run(["unshare", "--ipc", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "kernel.shmmni=1 segments already" in r.stderr, r.stderr

@@ -77,6 +77,9 @@ class SysV(Mechanism):
                 raise FileExistsError(e, f"System V key {handle.key:#x} is taken")
             if e in (errno.EINVAL, errno.ENOSPC, errno.ENOMEM):
                 lim = read_limits()
+                if e == errno.ENOSPC and len(read_sysvipc_shm()) >= lim.shmmni:  # ENOSPC names no limit
+                    raise LimitExceeded(f"System V segment of {size_words(handle.size)} refused: its IPC namespace "
+                                        f"holds kernel.shmmni={lim.shmmni} segments already")
                 raise LimitExceeded(
                     f"System V segment of {size_words(handle.size)} refused ({os.strerror(e)}): "
                     f"shmmax={size_words(lim.shmmax)}, shmall={lim.shmall} pages, shmmni={lim.shmmni}"
