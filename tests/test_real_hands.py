@@ -884,3 +884,19 @@ def test_shmmni_reached_is_named_not_no_space_left_on_device():
     r = subprocess.run(["unshare", "--ipc", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "kernel.shmmni=1 segments already" in r.stderr, r.stderr
+
+
+def test_a_dev_shm_out_of_inodes_is_named_not_no_space_left():
+    """A tmpfs with bytes to spare and no inode left (nr_inodes) fails shm_open with ENOSPC, which reads as
+    'full': compare's error and segments' note say it is the inodes. Made in a mount namespace of our
+    own, so the host's /dev/shm is untouched."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private /dev/shm")
+    python = os.path.realpath(sys.executable)
+    script = ("mount -t tmpfs -o size=64m,nr_inodes=3 tmpfs /dev/shm && touch /dev/shm/a /dev/shm/b && "
+              f"{python} -m toolkit segments --json; {python} -m toolkit compare --size 4K --peers 2 --repeat 1")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    notes = json.loads(r.stdout)["notes"]
+    assert any("has no inode left" in n and "nr_inodes" in n for n in notes), notes
+    assert "every inode of /dev/shm is in use" in r.stderr, r.stderr

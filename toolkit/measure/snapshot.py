@@ -197,7 +197,7 @@ def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:
     vfs = fs.host_statvfs(where)
     if vfs is not None:
         meta["statvfs"][where] = dict(f_blocks=vfs.f_blocks, f_bfree=vfs.f_bfree, f_bavail=vfs.f_bavail,
-                                      f_frsize=vfs.f_frsize)
+                                      f_frsize=vfs.f_frsize, f_files=vfs.f_files, f_ffree=vfs.f_ffree)
     _shm_entries(t, fs, where, meta, [0])
 
 

@@ -406,7 +406,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     places = [(DEV_SHM, own_mnt, mnt_pids.get(own_mnt, []), None)] + [
         (f"/proc/{ps[0]}/root/dev/shm", ns, ps, ps[0])
         for ns, ps in sorted(mnt_pids.items(), key=lambda kv: str(kv[0])) if ns and ns != own_mnt]
-    posix, dev_shm = [], []
+    posix, dev_shm, inode_views = [], [], []
     for where, ns, holders, via in places:
         try:
             root_st = fs.host_lstat(where)
@@ -425,6 +425,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
             continue
         mounts[root_st.st_dev] = (where, ns, list(holders))
         vfs = fs.host_statvfs(where)
+        inode_views.append((where, ns, vfs))
         size = vfs.f_blocks * vfs.f_frsize if vfs else None
         used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs else None
         dev_shm.append(DevShm(where, ns, _dev(root_st.st_dev), size, used,
@@ -457,6 +458,10 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                                                folder_bytes=in_folders[1] if known else None,
                                                unreadable_folders=tuple(in_folders[2]))
     dev_shm = [d._replace(processes=tuple(sorted(mounts[_st(d.device)][2])[:8])) for d in dev_shm]
+    for where, ns, vfs in inode_views:
+        if vfs is not None and vfs.f_files and vfs.f_ffree == 0:  # ENOSPC with bytes to spare
+            notes.append(f"{where} (mount namespace {ns}) has no inode left: all {vfs.f_files} (nr_inodes) are "
+                         f"in use, so the next shm_open fails with ENOSPC whatever its size")
     for d in dev_shm:
         if d.full:
             notes.append(f"{d.where} (mount namespace {d.namespace}) is {100 * d.fill:.0f}% full: "

@@ -19,6 +19,20 @@ def dev_shm_path(name: str) -> str:
     return os.path.join(DEV_SHM, name.lstrip("/"))
 
 
+def _why_full(err: OSError) -> str:
+    """ENOSPC from a tmpfs with bytes to spare: its inodes (nr_inodes) are all in use, which ENOSPC does
+    not say."""
+    if err.errno != errno.ENOSPC:
+        return ""
+    try:
+        vfs = os.statvfs(DEV_SHM)
+    except OSError:
+        return ""
+    if vfs.f_files and vfs.f_ffree == 0:
+        return f": every inode of {DEV_SHM} is in use ({vfs.f_files}, its nr_inodes), with bytes to spare"
+    return ""
+
+
 class Posix(FdBacked):
     name = "posix"
     title = "POSIX"
@@ -44,7 +58,7 @@ class Posix(FdBacked):
             raise AccessDenied(handle.name, f"permission denied creating {handle.name}") from err
         except OSError as err:  # a read-only or missing /dev/shm, a full one: say where
             raise OSError(err.errno, f"cannot create a POSIX object in {DEV_SHM} "
-                                     f"(shm_open {handle.name}): {err.strerror}") from err
+                                     f"(shm_open {handle.name}): {err.strerror}{_why_full(err)}") from err
         self._hold(handle, shm.fd)
         if mode & 0o077:
             os.fchmod(shm.fd, mode)  # shm_open applies the umask; a demo that asks for 0666 means it

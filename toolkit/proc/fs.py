@@ -380,7 +380,8 @@ class ProcFS:
         """statvfs of a host mount, or None where it cannot be had."""
         if self.recorded:
             meta = self._recorded_stat().get("statvfs", {}).get("/" + abspath.lstrip("/"))
-            return _RecordedStatvfs(**{k: meta[k] for k in _STATVFS_FIELDS}) if meta else None
+            return _RecordedStatvfs(**{k: v for k, v in meta.items() if k in _STATVFS_FIELDS + _INODE_FIELDS}) \
+                if meta else None
         try:
             return os.statvfs(self.host_path(abspath))
         except OSError:
@@ -390,6 +391,7 @@ class ProcFS:
 RECORDED_STAT = "recorded-stat.json"  # in a recorded host's root: {"/dev/shm/NAME": {"st_mode": ..., ...}}
 _STAT_FIELDS = ("st_mode", "st_ino", "st_dev", "st_uid", "st_size", "st_blocks", "st_gid", "st_ctime")
 _STATVFS_FIELDS = ("f_blocks", "f_bfree", "f_bavail", "f_frsize")
+_INODE_FIELDS = ("f_files", "f_ffree")  # recorded since the inode check; older recordings lack them
 
 
 def _checked_stat(meta) -> dict:
@@ -410,7 +412,7 @@ def _checked_stat(meta) -> dict:
             if not isinstance(value, dict):
                 raise bad("statvfs is not an object")
             for where, d in value.items():
-                numbers(d, _STATVFS_FIELDS, f"statvfs of {where}")
+                numbers(d, _STATVFS_FIELDS + _INODE_FIELDS, f"statvfs of {where}")
                 if not set(_STATVFS_FIELDS) <= set(d):
                     raise bad(f"statvfs of {where} lacks a field")
         elif key == "cgroup_inodes":
@@ -428,8 +430,9 @@ def _checked_stat(meta) -> dict:
 
 
 class _RecordedStatvfs:
-    def __init__(self, f_blocks, f_bfree, f_bavail, f_frsize):
+    def __init__(self, f_blocks, f_bfree, f_bavail, f_frsize, f_files=0, f_ffree=0):
         self.f_blocks, self.f_bfree, self.f_bavail, self.f_frsize = f_blocks, f_bfree, f_bavail, f_frsize
+        self.f_files, self.f_ffree = f_files, f_ffree  # 0 and 0: not recorded (older snapshots)
 
 
 def _from_runs(text: str, wanted) -> list:
