@@ -900,3 +900,23 @@ def test_a_dev_shm_out_of_inodes_is_named_not_no_space_left():
     notes = json.loads(r.stdout)["notes"]
     assert any("has no inode left" in n and "nr_inodes" in n for n in notes), notes
     assert "every inode of /dev/shm is in use" in r.stderr, r.stderr
+
+
+def test_a_dev_shm_that_is_not_a_tmpfs_is_said_to_be_one_of_disk_files():
+    """In a chroot or a minimal container /dev/shm can be a plain folder of the root file system:
+    shm_open still works, but the objects are disk files and the size shown is the disk's."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private /dev/shm")
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="shmkit-test-disk-shm-")
+    try:
+        script = f"mount --bind {folder} /dev/shm && {os.path.realpath(sys.executable)} -m toolkit segments --json"
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert r.returncode == 0, r.stderr
+        notes = json.loads(r.stdout)["notes"]
+        assert any(n.startswith("/dev/shm ") and "is not a tmpfs but" in n for n in notes), notes
+        assert not any("not a tmpfs" in n for n in json.loads(run_shmkit("segments", "--json").stdout)["notes"])
+    finally:
+        os.rmdir(folder)

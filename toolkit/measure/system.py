@@ -309,6 +309,24 @@ def _folder_usage(fs, where, acc, dev, depth=0) -> None:
             acc[1] += st.st_blocks * 512
 
 
+def _fstype(fs, pid, path="/dev/shm"):
+    """The file system type of the mount that holds `path` in pid's mount namespace (its mountinfo),
+    or None where it cannot be read."""
+    try:
+        text = fs.read_text(pid, "mountinfo")
+    except (ShmkitError, OSError):
+        return None
+    best, kind = "", None
+    for line in text.splitlines():
+        pre, _, post = line.partition(" - ")
+        f, p = pre.split(), post.split()
+        if len(f) > 4 and p:
+            point = f[4]
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, kind = point, p[0]  # the last of equal mount points is the one on top
+    return kind
+
+
 def _dev(st_dev) -> str:
     return f"{os.major(st_dev):02x}:{os.minor(st_dev):02x}"
 
@@ -426,6 +444,11 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         mounts[root_st.st_dev] = (where, ns, list(holders))
         vfs = fs.host_statvfs(where)
         inode_views.append((where, ns, vfs))
+        kind = _fstype(fs, via if via is not None else "self")
+        if kind is not None and kind != "tmpfs":  # shm_open works on any file system mounted there
+            notes.append(f"{where} (mount namespace {ns}) is not a tmpfs but {kind}: POSIX objects there are "
+                         f"files of that file system, in the page cache and written back to it, and the size "
+                         f"and fill shown are that file system's")
         size = vfs.f_blocks * vfs.f_frsize if vfs else None
         used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs else None
         dev_shm.append(DevShm(where, ns, _dev(root_st.st_dev), size, used,
