@@ -527,3 +527,26 @@ def test_a_reader_of_another_ipc_namespace_that_never_answers_is_given_up_on_and
     finally:
         other.kill()
         other.wait()
+
+
+def test_shared_anonymous_memory_is_named_so_not_a_deleted_dev_zero():
+    """mmap(MAP_SHARED|MAP_ANONYMOUS), as PostgreSQL's shared buffers are made, shows in maps as
+    '/dev/zero (deleted)': it is shared anonymous memory (shmem), not a deleted file nor 'other file'."""
+    import mmap
+
+    region = mmap.mmap(-1, 8 * 4096)  # MAP_SHARED | MAP_ANONYMOUS
+    region[:] = b"\1" * len(region)
+    try:
+        pid = str(os.getpid())
+        seg = json.loads(run_shmkit("segments", "--json").stdout)
+        mine = [o for o in seg["anonymous"] if any(a["pid"] == os.getpid() for a in o["attachers"])]
+        assert mine and all(o["kind"] == "anonymous" for o in mine)
+        assert not any(o["name"] == "/dev/zero" for o in seg["deleted"])
+        kinds = json.loads(run_shmkit("footprint", "--by", "kind", "--json", pid).stdout)["by_kind"]
+        assert kinds["shared anonymous"]["rss_bytes"] >= len(region), kinds
+        led = json.loads(run_shmkit("footprint", "--by", "cgroup", "--json", pid).stdout)
+        assert led["groups"][0]["pss_bytes"]["tmpfs"] >= len(region)  # shmem, billed as shmem
+        objs = json.loads(run_shmkit("footprint", "--by", "object", "--json", pid).stdout)["objects"]
+        assert any(o["kind"] == "tmpfs" and o["name"].startswith("shared anonymous") for o in objs)
+    finally:
+        region.close()

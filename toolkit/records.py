@@ -706,6 +706,7 @@ class SegmentsReport(NamedTuple):
     dev_shm: tuple = ()  # of DevShm
     pinned: tuple = ()  # of SharedObject: memory held although no listing shows it
     unlisted: tuple = ()  # kinds whose listing could not be read here ("sysv"): their counts are unknown
+    anonymous: tuple = ()  # shared anonymous regions (MAP_SHARED|MAP_ANONYMOUS), which maps names /dev/zero
 
 
 class ProcessMemory(NamedTuple):

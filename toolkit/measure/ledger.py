@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
-from toolkit.measure.system import _completeness, _pool_map, classify_rows
+from toolkit.measure.system import ANON_SHARED_NAME, ANON_SHARED_PATH, _completeness, _pool_map, classify_rows
 from toolkit.proc.access import read_access
 from toolkit.proc.cgroup import (
     inode_paths,
@@ -32,7 +32,8 @@ SHARED_KINDS = ("sysv", "posix", "memfd", "tmpfs", "library_text", "library_data
 # what the ledger and classify() read of smaps: a fifth of its fields
 FIELDS = ("Rss", "Pss", "Private_Dirty", "Anonymous", "Shared_Hugetlb", "Private_Hugetlb")
 _FROM_CLASSIFY = {"sysv": "sysv", "posix": "posix", "memfd": "memfd", "library text": "library_text",
-                  "library data": "library_data", "other file": "other_file"}
+                  "library data": "library_data", "other file": "other_file",
+                  "shared anonymous": "tmpfs"}  # shmem, billed as shmem: with the other shmem files
 
 
 def _tmpfs_devices(fs: ProcFS, pid) -> set:
@@ -152,7 +153,8 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
             key = _object_key(kind, m, ipc_ns)
             o = objects.get(key)
             if o is None:
-                o = objects[key] = {"kind": kind, "name": m.path, "maps": [], "ipc_ns": ipc_ns, "mnt_ns": mnt_ns}
+                name = ANON_SHARED_NAME if m.path == ANON_SHARED_PATH and m.deleted else m.path
+                o = objects[key] = {"kind": kind, "name": name, "maps": [], "ipc_ns": ipc_ns, "mnt_ns": mnt_ns}
             o["maps"].append((pid, cg, m, rss, pss_bytes))
     charged = _charges(fs, h, objects, pfns)
     sysv_sizes = _sysv_sizes(fs)

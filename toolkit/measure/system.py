@@ -519,12 +519,17 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     mem = [SharedObject(kind="memfd", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
                         orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
                         device=dev, inode=ino) for (dev, ino, path), p in sorted(memfd.items())]
-    dele = [SharedObject(kind="deleted", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
-                         orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
-                         device=dev, inode=ino) for (dev, ino, path), p in sorted(deleted.items())]
-    return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(dele), len(pids), len(denied),
-                          None if policy is None else ("yes" if policy else "no"), tuple(notes), complete,
-                          tuple(dev_shm), tuple(pinned), tuple(unlisted))
+    # mmap(MAP_SHARED | MAP_ANONYMOUS) shows in maps as "/dev/zero (deleted)": shared anonymous memory (a
+    # parent's with its forked children: PostgreSQL's shared buffers), not a file someone deleted
+    dele = [SharedObject(kind="anonymous" if path == ANON_SHARED_PATH else "deleted",
+                         name=ANON_SHARED_NAME if path == ANON_SHARED_PATH else path, size_bytes=0, owner="?",
+                         mode=None, attachers=attachers(p), orphan=None, world_readable=None, world_writable=None,
+                         other_user=None, remove_ipc=None, device=dev, inode=ino)
+            for (dev, ino, path), p in sorted(deleted.items())]
+    return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(o for o in dele if o.kind == "deleted"),
+                          len(pids), len(denied), None if policy is None else ("yes" if policy else "no"),
+                          tuple(notes), complete, tuple(dev_shm), tuple(pinned), tuple(unlisted),
+                          tuple(o for o in dele if o.kind == "anonymous"))
 
 
 def _st(device: str) -> int:
@@ -535,7 +540,10 @@ def _st(device: str) -> int:
 # ------------------------------------------------------------------ footprint
 
 
-KINDS = ("sysv", "posix", "memfd", "library text", "library data", "other file", "anonymous", "heap", "stack", "other")
+KINDS = ("sysv", "posix", "memfd", "shared anonymous", "library text", "library data", "other file", "anonymous", "heap",
+         "stack", "other")
+ANON_SHARED_PATH = "/dev/zero"  # what maps calls a MAP_SHARED | MAP_ANONYMOUS region (with " (deleted)")
+ANON_SHARED_NAME = "shared anonymous (MAP_SHARED|MAP_ANONYMOUS)"
 
 
 def classify(entries) -> list:
@@ -563,6 +571,8 @@ def classify_rows(paths, perms, anonymous) -> list:
                 k = "posix"
             elif p.startswith("/memfd:"):
                 k = "memfd"
+            elif p.startswith(ANON_SHARED_PATH) and p in (ANON_SHARED_PATH, ANON_SHARED_PATH + " (deleted)"):
+                k = "shared anonymous"  # shmem of a parent and its forked children, not a file
             elif ".so" in p[p.rfind("/"):]:
                 # written pages (the data, RELRO after relocation) are the process's own; the rest is shared
                 # text (Anonymous, not Private_Dirty: smaps counts a page-cache page dirty in the cache, a file

@@ -22,6 +22,7 @@ def _object_json(o) -> dict:
 def segments_to_json(r) -> dict:
     return {"sysv": [_object_json(o) for o in r.sysv], "posix": [_object_json(o) for o in r.posix],
             "memfd": [_object_json(o) for o in r.memfd], "deleted": [_object_json(o) for o in r.deleted],
+            "anonymous": [_object_json(o) for o in r.anonymous],
             "pinned": [_object_json(o) for o in r.pinned + tuple(o for o in r.sysv if o.pinned)],
             "dev_shm": [{**to_dict(d), "folders": [escape(n) for n in d.folders],
                          "unreadable_folders": [escape(n) for n in d.unreadable_folders]} for d in r.dev_shm],
@@ -129,8 +130,9 @@ def segments_renderables(r, console, changes=None) -> list:
     views = [View(f"System V segments ({count})", _with_change(SYSV_COLUMNS, changes), list(r.sysv)),
              View(f"POSIX objects in /dev/shm ({'could not be listed' if 'posix' in r.unlisted else len(r.posix)})",
                   _with_change(POSIX_COLUMNS, changes), list(r.posix))]
-    if r.memfd or r.deleted:
-        views.append(View("memfd and deleted-file shared mappings", MAPPED_COLUMNS, list(r.memfd + r.deleted)))
+    if r.memfd or r.deleted or r.anonymous:
+        views.append(View("memfd, deleted-file and shared anonymous mappings", MAPPED_COLUMNS,
+                          list(r.memfd + r.deleted + r.anonymous)))
     pinned = [o for o in r.sysv if o.pinned] + list(r.pinned)
     if pinned:
         views.append(View(f"pinned memory nobody lists or maps ({len(pinned)})", _with_change(PINNED_COLUMNS, changes),
