@@ -550,3 +550,24 @@ def test_shared_anonymous_memory_is_named_so_not_a_deleted_dev_zero():
         assert any(o["kind"] == "tmpfs" and o["name"].startswith("shared anonymous") for o in objs)
     finally:
         region.close()
+
+
+def test_shared_anonymous_huge_pages_are_named_so_too(reserved_hugepages):
+    """In huge pages the same region shows in maps as '/anon_hugepage (deleted)'."""
+    import mmap
+
+    from toolkit.proc.system import read_meminfo
+
+    huge = read_meminfo()["Hugepagesize"]
+    map_hugetlb = getattr(mmap, "MAP_HUGETLB", 0x40000)  # the same value on x86_64 and aarch64
+    region = mmap.mmap(-1, huge, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS | map_hugetlb)
+    region[0:1] = b"\1"
+    try:
+        with open("/proc/self/maps") as f:
+            assert any("/anon_hugepage (deleted)" in line for line in f)
+        seg = json.loads(run_shmkit("segments", "--json").stdout)
+        mine = [o for o in seg["anonymous"] if any(a["pid"] == os.getpid() for a in o["attachers"])]
+        assert any(o["name"].startswith("shared anonymous huge pages") for o in mine), mine
+        assert not any(o["name"] == "/anon_hugepage" for o in seg["deleted"])
+    finally:
+        region.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
-from toolkit.measure.system import ANON_SHARED_NAME, ANON_SHARED_PATH, _completeness, _pool_map, classify_rows
+from toolkit.measure.system import ANON_SHARED, _completeness, _pool_map, classify_rows
 from toolkit.proc.access import read_access
 from toolkit.proc.cgroup import (
     inode_paths,
@@ -153,7 +153,7 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
             key = _object_key(kind, m, ipc_ns)
             o = objects.get(key)
             if o is None:
-                name = ANON_SHARED_NAME if m.path == ANON_SHARED_PATH and m.deleted else m.path
+                name = ANON_SHARED.get(m.path, m.path) if m.deleted else m.path
                 o = objects[key] = {"kind": kind, "name": name, "maps": [], "ipc_ns": ipc_ns, "mnt_ns": mnt_ns}
             o["maps"].append((pid, cg, m, rss, pss_bytes))
     charged = _charges(fs, h, objects, pfns)

@@ -521,8 +521,8 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                         device=dev, inode=ino) for (dev, ino, path), p in sorted(memfd.items())]
     # mmap(MAP_SHARED | MAP_ANONYMOUS) shows in maps as "/dev/zero (deleted)": shared anonymous memory (a
     # parent's with its forked children: PostgreSQL's shared buffers), not a file someone deleted
-    dele = [SharedObject(kind="anonymous" if path == ANON_SHARED_PATH else "deleted",
-                         name=ANON_SHARED_NAME if path == ANON_SHARED_PATH else path, size_bytes=0, owner="?",
+    dele = [SharedObject(kind="anonymous" if path in ANON_SHARED else "deleted",
+                         name=ANON_SHARED.get(path, path), size_bytes=0, owner="?",
                          mode=None, attachers=attachers(p), orphan=None, world_readable=None, world_writable=None,
                          other_user=None, remove_ipc=None, device=dev, inode=ino)
             for (dev, ino, path), p in sorted(deleted.items())]
@@ -542,8 +542,9 @@ def _st(device: str) -> int:
 
 KINDS = ("sysv", "posix", "memfd", "shared anonymous", "library text", "library data", "other file", "anonymous", "heap",
          "stack", "other")
-ANON_SHARED_PATH = "/dev/zero"  # what maps calls a MAP_SHARED | MAP_ANONYMOUS region (with " (deleted)")
-ANON_SHARED_NAME = "shared anonymous (MAP_SHARED|MAP_ANONYMOUS)"
+# what maps calls a MAP_SHARED | MAP_ANONYMOUS region (with " (deleted)"), in base and in huge pages
+ANON_SHARED = {"/dev/zero": "shared anonymous (MAP_SHARED|MAP_ANONYMOUS)",
+               "/anon_hugepage": "shared anonymous huge pages (MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB)"}
 
 
 def classify(entries) -> list:
@@ -571,7 +572,7 @@ def classify_rows(paths, perms, anonymous) -> list:
                 k = "posix"
             elif p.startswith("/memfd:"):
                 k = "memfd"
-            elif p.startswith(ANON_SHARED_PATH) and p in (ANON_SHARED_PATH, ANON_SHARED_PATH + " (deleted)"):
+            elif p.removesuffix(" (deleted)") in ANON_SHARED:
                 k = "shared anonymous"  # shmem of a parent and its forked children, not a file
             elif ".so" in p[p.rfind("/"):]:
                 # written pages (the data, RELRO after relocation) are the process's own; the rest is shared
