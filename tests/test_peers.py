@@ -299,7 +299,7 @@ def test_a_containers_pids_limit_is_named_not_resource_temporarily_unavailable(p
     """A container's pids.max: compare's peers that cannot all start are refused before they start, and a
     fork the kernel refuses says which limit, where it said 'Resource temporarily unavailable'."""
     folder, join = pids_cgroup
-    python = os.path.realpath(sys.executable)  # not a shell shim, which itself forks
+    python = sys.executable  # the interpreter itself, not a shell shim (which would fork once more)
     code = (f"import os, sys, subprocess\n"
             f"tasks = int(open({folder!r} + '/pids.current').read())\n"
             f"open({folder!r} + '/pids.max', 'w').write(str(tasks + {room}))\n"

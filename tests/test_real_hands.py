@@ -877,7 +877,7 @@ def test_shmmni_reached_is_named_not_no_space_left_on_device():
     our own, where the limit may be changed), the error says which limit."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare(1) to lower kernel.shmmni in a private IPC namespace")
-    python = os.path.realpath(sys.executable)
+    python = sys.executable  # a venv's own: its realpath is the base interpreter, without our packages
     script = (f"echo 1 > /proc/sys/kernel/shmmni && {python} -c 'import sysv_ipc; "
               f"sysv_ipc.SharedMemory(None, sysv_ipc.IPC_CREX, size=4096)' && "
               f"exec {python} -m toolkit compare --size 4K --peers 2 --repeat 1")
@@ -892,7 +892,7 @@ def test_a_dev_shm_out_of_inodes_is_named_not_no_space_left():
     own, so the host's /dev/shm is untouched."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare(1) for a private /dev/shm")
-    python = os.path.realpath(sys.executable)
+    python = sys.executable  # a venv's own: its realpath is the base interpreter, without our packages
     script = ("mount -t tmpfs -o size=64m,nr_inodes=3 tmpfs /dev/shm && touch /dev/shm/a /dev/shm/b && "
               f"{python} -m toolkit segments --json; {python} -m toolkit compare --size 4K --peers 2 --repeat 1")
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -911,7 +911,7 @@ def test_a_dev_shm_that_is_not_a_tmpfs_is_said_to_be_one_of_disk_files():
 
     folder = tempfile.mkdtemp(prefix="shmkit-test-disk-shm-")
     try:
-        script = f"mount --bind {folder} /dev/shm && {os.path.realpath(sys.executable)} -m toolkit segments --json"
+        script = f"mount --bind {folder} /dev/shm && {sys.executable} -m toolkit segments --json"
         r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                            capture_output=True, text=True, cwd=REPO, timeout=120)
         assert r.returncode == 0, r.stderr
