@@ -444,9 +444,9 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         mounts[root_st.st_dev] = (where, ns, list(holders))
         vfs = fs.host_statvfs(where)
         inode_views.append((where, ns, vfs))
-        kind = _fstype(fs, via if via is not None else "self")
-        if kind is not None and kind != "tmpfs":  # shm_open works on any file system mounted there
-            notes.append(f"{where} (mount namespace {ns}) is not a tmpfs but {kind}: POSIX objects there are "
+        fstype = _fstype(fs, via if via is not None else "self")
+        if fstype is not None and fstype != "tmpfs":  # shm_open works on any file system mounted there
+            notes.append(f"{where} (mount namespace {ns}) is not a tmpfs but {fstype}: POSIX objects there are "
                          f"files of that file system, in the page cache and written back to it, and the size "
                          f"and fill shown are that file system's")
         size = vfs.f_blocks * vfs.f_frsize if vfs else None
