@@ -223,3 +223,14 @@ def test_a_snapshot_of_a_64k_page_host_is_read_in_its_own_pages(tmp_path):
     assert len(r) == 4 and r.page_size == page and r.start == start
     assert r.pfns == [0x1000, 0x1001, None, 0x1000]
     assert ProcFS().page_size == os.sysconf("SC_PAGE_SIZE")
+
+
+def test_mountinfo_is_read_by_one_parser_with_every_field_the_views_use():
+    from toolkit.proc.mounts import read_mounts
+
+    fs = ProcFS.at_host(os.path.join(os.path.dirname(__file__), "data", "hosts", "base"))
+    mounts = read_mounts("self", fs)
+    shm = [m for m in mounts if m.point == "/dev/shm"]
+    assert shm and shm[-1].fstype == "tmpfs" and ":" in shm[-1].device
+    assert any(m.point == "/proc" and m.fstype == "proc" for m in mounts)
+    assert read_mounts(999999, fs) == []  # an unreadable or missing file: nothing, not an error

@@ -813,6 +813,17 @@ class Isolated(NamedTuple):
     where: str  # one sentence for the notes
 
 
+class Mount(NamedTuple):
+    """One line of /proc/PID/mountinfo."""
+
+    device: str  # "0:27", major:minor in decimal as mountinfo gives it
+    root: str  # the part of the file system the mount shows
+    point: str  # where it is mounted, in that process's mount namespace
+    options: tuple  # per-mount options
+    fstype: str
+    super_options: tuple  # per-superblock options
+
+
 class Hierarchy(NamedTuple):
     version: int  # 1: the v1 memory controller; 2: the unified hierarchy
     mount: str  # where it is mounted (a host path)

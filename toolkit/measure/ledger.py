@@ -38,16 +38,12 @@ _FROM_CLASSIFY = {"sysv": "sysv", "posix": "posix", "memfd": "memfd", "library t
 
 def _tmpfs_devices(fs: ProcFS, pid) -> set:
     """Device numbers ("00:1b", as maps prints them) of the tmpfs mounts the process sees."""
+    from toolkit.proc.mounts import read_mounts
+
     out = set()
-    try:
-        text = fs.read_text(pid, "mountinfo")
-    except ShmkitError:
-        return out
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        f, p = pre.split(), post.split()
-        if len(f) > 2 and p and p[0] == "tmpfs":
-            major, _, minor = f[2].partition(":")
+    for m in read_mounts(pid, fs):
+        if m.fstype == "tmpfs":
+            major, _, minor = m.device.partition(":")
             out.add(f"{int(major):02x}:{int(minor):02x}")
     return out
 

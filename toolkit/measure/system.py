@@ -312,19 +312,13 @@ def _folder_usage(fs, where, acc, dev, depth=0) -> None:
 def _fstype(fs, pid, path="/dev/shm"):
     """The file system type of the mount that holds `path` in pid's mount namespace (its mountinfo),
     or None where it cannot be read."""
-    try:
-        text = fs.read_text(pid, "mountinfo")
-    except (ShmkitError, OSError):
-        return None
-    best, kind = "", None
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        f, p = pre.split(), post.split()
-        if len(f) > 4 and p:
-            point = f[4]
-            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                best, kind = point, p[0]  # the last of equal mount points is the one on top
-    return kind
+    from toolkit.proc.mounts import read_mounts
+
+    best, fstype = "", None
+    for m in read_mounts(pid, fs):
+        if (path == m.point or path.startswith(m.point.rstrip("/") + "/")) and len(m.point) >= len(best):
+            best, fstype = m.point, m.fstype  # the last of equal mount points is the one on top
+    return fstype
 
 
 def _dev(st_dev) -> str:

@@ -27,15 +27,11 @@ def _status(fs: ProcFS, pid) -> dict:
 
 def proc_mount_options(fs: ProcFS) -> list:
     """The options of the proc mount at /proc, from mountinfo (per-mount and per-superblock)."""
-    try:
-        text = fs.read_text("self", "mountinfo")
-    except (ShmkitError, OSError):
-        return []
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        fields, rest = pre.split(), post.split()
-        if len(fields) > 5 and fields[4] == "/proc" and rest and rest[0] == "proc":
-            return fields[5].split(",") + (rest[2].split(",") if len(rest) > 2 else [])
+    from toolkit.proc.mounts import read_mounts
+
+    for m in read_mounts("self", fs):
+        if m.point == "/proc" and m.fstype == "proc":
+            return list(m.options + m.super_options)
     return []
 
 

@@ -17,18 +17,6 @@ V1_FIELDS = ("rss", "cache", "shmem", "mapped_file")
 V2_FIELDS = ("anon", "file", "shmem", "file_mapped")
 
 
-def _mounts(fs: ProcFS):
-    try:
-        text = fs.read_text("self", "mountinfo")
-    except ShmkitError:
-        return
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        f, p = pre.split(), post.split()
-        if len(f) > 4 and p:
-            yield f[3], f[4], p[0], (p[2].split(",") if len(p) > 2 else [])
-
-
 def memory_hierarchy(fs: ProcFS | None = None) -> Optional[Hierarchy]:
     """The hierarchy that accounts memory here: the v1 memory controller if mounted, else cgroup2."""
     return controller_hierarchy("memory", fs)
@@ -36,13 +24,14 @@ def memory_hierarchy(fs: ProcFS | None = None) -> Optional[Hierarchy]:
 
 def controller_hierarchy(controller: str, fs: ProcFS | None = None) -> Optional[Hierarchy]:
     """The hierarchy of a controller here: its v1 mount if there is one, else cgroup2."""
-    fs = fs or default_fs()
+    from toolkit.proc.mounts import read_mounts
+
     v2 = None
-    for root, point, fstype, opts in _mounts(fs):
-        if fstype == "cgroup" and controller in opts:
-            return Hierarchy(1, point, root, controller)
-        if fstype == "cgroup2" and v2 is None:
-            v2 = Hierarchy(2, point, root, controller)
+    for m in read_mounts("self", fs or default_fs()):
+        if m.fstype == "cgroup" and controller in m.super_options:
+            return Hierarchy(1, m.point, m.root, controller)
+        if m.fstype == "cgroup2" and v2 is None:
+            v2 = Hierarchy(2, m.point, m.root, controller)
     return v2
 
 
