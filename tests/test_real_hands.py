@@ -142,6 +142,24 @@ def test_views_render_whole_numbers_at_any_width():
         assert all(len(line) <= width for line in out.splitlines())
 
 
+def test_prose_moved_under_the_table_names_its_row():
+    """At 80 columns `footprint --by object` moves "charged to" under the table, a line per row: each line
+    must say which object it is about, not only its kind (47 lines of "library_text: charged to ...")."""
+    from toolkit.report.view import Column, Console, View, render
+
+    rows = [("library_text", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/system.slice/a.service 100%"),
+            ("library_data", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/system.slice/b.service 100%"),
+            ("library_text", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/user.slice 100%")]
+    view = View("t", (Column("kind", lambda r: r[0]), Column("name", lambda r: r[1], text=True, ident=True),
+                      Column("bytes", lambda r: 10**12, right=True), Column("bytes 2", lambda r: 10**12, right=True),
+                      Column("charged to", lambda r: r[2], text=True)), rows)
+    buf = io.StringIO()
+    render(view, Console(file=buf, width=60))
+    flat = " ".join(buf.getvalue().split())  # the terminal folds these lines; the words are what count
+    for kind, name, charged in rows:
+        assert f"{kind} {name}: charged to {charged}" in flat, buf.getvalue()
+
+
 # ------------------------------------------------------------------ Unix citizenship
 
 

@@ -322,9 +322,13 @@ def renderables(view: View, console, show_footer: bool = False) -> list:
         lines.append("")
         lines += row_lines(footers)
     out = [Block("\n".join(lines))]
+    # a line under the table names its row by what names it in the table: the first cell and the row's
+    # name (two rows of one kind, or one name of two kinds, must not read alike)
+    name_at = next((i for i, c in enumerate(view.columns) if c.ident), 0)
     for i in aside:
         for row in cells:
-            out.append(f"{row[0].split(chr(10))[0]}: {view.columns[i].title} {row[i]}")
+            label = " ".join(row[k].split("\n")[0] for k in dict.fromkeys((0, name_at)))
+            out.append(f"{label}: {view.columns[i].title} {row[i]}")
     if left_out:
         out.append(f"(left out at {width} columns: {', '.join(left_out)}; wider terminal or --json for all)")
     out += list(view.notes)
