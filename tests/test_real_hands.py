@@ -160,6 +160,22 @@ def test_prose_moved_under_the_table_names_its_row():
         assert f"{kind} {name}: charged to {charged}" in flat, buf.getvalue()
 
 
+def test_a_narrow_table_leaves_out_empty_columns_before_ones_that_hold_something():
+    """`footprint --by cgroup` at 80 columns left out a cgroup's memfd (964 KiB) and kept columns of zeros."""
+    from toolkit.report.view import Column, Console, View, render
+
+    rows = [("/system.slice/a.service", 964 * 1024, 0, 0)]
+    view = View("t", (Column("cgroup", lambda r: r[0], text=True),
+                      Column("memfd", lambda r: r[1], right=True, optional=3),
+                      Column("tmpfs", lambda r: r[2], right=True, optional=1),
+                      Column("hugetlb", lambda r: r[3], right=True, optional=2)), rows)
+    buf = io.StringIO()
+    render(view, Console(file=buf, width=32))
+    out = buf.getvalue()
+    assert "987136" in out and "memfd" in out.splitlines()[1], out
+    assert "left out at 32 columns: hugetlb;" in " ".join(out.split()), out
+
+
 # ------------------------------------------------------------------ Unix citizenship
 
 

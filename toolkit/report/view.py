@@ -270,13 +270,16 @@ def renderables(view: View, console, show_footer: bool = False) -> list:
 
     keep = list(range(len(view.columns)))
     mins = {i: need(i, c) for i, c in enumerate(view.columns)}
+    # an optional column with nothing in any row (all 0 or unknown) goes before one that holds something:
+    # a cgroup's 964 KiB of memfd must not give way to a hugetlb column of zeros
+    blank = {i for i, c in enumerate(view.columns) if c.optional and not any(c.get(r) for r in view.rows)}
     while True:
         # one space between columns, two cells of padding: three characters per boundary
         total = sum(mins[i] for i in keep) + 3 * (len(keep) - 1)
         droppable = [i for i in keep if view.columns[i].optional]
         if total <= width or not droppable:
             break
-        keep.remove(max(droppable, key=lambda i: (view.columns[i].optional, i)))
+        keep.remove(max(droppable, key=lambda i: (i in blank, view.columns[i].optional, i)))
     texts = [i for i in keep if view.columns[i].text]
     aside = []  # prose with no room left in the table: printed under it, a line per row
     while total > width and texts:  # still too wide: the prose columns share what the numbers leave
