@@ -65,10 +65,12 @@ def cgroup_view(led) -> View:
     cols = (
         Column("cgroup", lambda c: c.cgroup if c.cgroup is not None else "?", text=True),
         Column("procs", lambda c: c.processes, right=True),
+        # narrow: the file kinds give way first, then the explicit kinds; anon, sysv and posix stay
         *[Column(SHORT[k], lambda c, k=k: c.pss_bytes.get(k, 0), _hb, key=k, right=True,
-                 optional={"anon": 0, "sysv": 0, "posix": 0}.get(k, 9 - i))
-          for i, k in enumerate(("anon", "sysv", "posix", "memfd", "tmpfs", "library_text", "library_data",
-                                 "other_file", "hugetlb"))],
+                 optional={"anon": 0, "sysv": 0, "posix": 0, "memfd": 4, "tmpfs": 5, "hugetlb": 6,
+                           "library_text": 7, "library_data": 8, "other_file": 9}[k])
+          for k in ("anon", "sysv", "posix", "memfd", "tmpfs", "library_text", "library_data",
+                    "other_file", "hugetlb")],
         Column("charged shmem", lambda c: (c.memory_stat or {}).get(shm_stat), _hb, key="memory_stat_shmem", right=True),
         Column("charged shared", _charged_shared, _hb, key="charged_shared", right=True, optional=1),
         Column("note", _why, text=True),
