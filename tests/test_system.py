@@ -181,6 +181,25 @@ def test_cli_segments_json(objects):
     assert r.returncode == 0 and "ORPHAN" in r.stdout
 
 
+def test_a_locked_segment_is_flagged_locked(objects):
+    """shmctl(SHM_LOCK) keeps a segment's pages out of swap: ipcs -m says "locked", and so must we."""
+    import ctypes
+
+    locked, plain = objects("sysv", 65536), objects("sysv", 65536)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    SHM_LOCK = 11
+    if libc.shmctl(locked.shmid, SHM_LOCK, None) != 0:
+        pytest.skip(f"shmctl(SHM_LOCK) refused: {os.strerror(ctypes.get_errno())}")
+    r = run_shmkit("segments", "--json")
+    assert r.returncode == 0, r.stderr
+    by_id = {o["shmid"]: o for o in json.loads(r.stdout)["sysv"]}
+    assert by_id[locked.shmid]["locked"] is True and by_id[plain.shmid]["locked"] is False
+    r = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"})
+    row = next(line for line in r.stdout.splitlines() if line.lstrip().startswith(str(locked.shmid)))
+    assert "locked" in row, r.stdout
+
+
 def test_export_prometheus_atomic(tmp_path, objects):
     objects("posix", 4096, mode=0o666)
     target = tmp_path / "shmkit.prom"

@@ -248,11 +248,16 @@ class SysvShm(NamedTuple):
     rss: Optional[int] = None  # bytes; absent before Linux 4.?
     swap: Optional[int] = None
 
-    SHM_DEST = 0o1000
+    SHM_DEST, SHM_LOCKED = 0o1000, 0o2000
 
     @property
     def marked_for_removal(self) -> bool:
         return bool(self.mode & self.SHM_DEST)
+
+    @property
+    def locked(self) -> bool:
+        """shmctl(SHM_LOCK): its pages are never swapped out (ipcs -m says "locked")."""
+        return bool(self.mode & self.SHM_LOCKED)
 
     @classmethod
     def from_row(cls, header: list, row: list) -> "SysvShm":
@@ -674,6 +679,7 @@ class SharedObject(NamedTuple):
     pinned: Optional[str] = None  # why its memory stays although nobody lists or maps it
     via_pid: Optional[int] = None  # not in our namespace: a process in its own, through which it is reached
     semaphore: Optional[bool] = None  # POSIX: a named semaphore (glibc keeps sem_open's as /dev/shm/sem.NAME)
+    locked: Optional[bool] = None  # System V: SHM_LOCK, never swapped out (Unevictable in /proc/meminfo)
 
 
 class DevShm(NamedTuple):

@@ -404,7 +404,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 mode=mode_string(seg.mode), attachers=who, orphan=orphan, **flags(seg.mode, seg.uid),
                 key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=seg.rss, swap_bytes=seg.swap,
                 cpid=seg.cpid, lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
-                marked_for_removal=seg.marked_for_removal, namespace=ns,
+                marked_for_removal=seg.marked_for_removal, locked=seg.locked, namespace=ns,
                 pinned="no process attached and not marked for removal" if orphan else None, via_pid=pid,
             ))
     if unread_ns:

@@ -40,6 +40,8 @@ def _flags(o) -> str:
         out.append("semaphore")
     if o.marked_for_removal:
         out.append("removal pending")
+    if o.locked:  # SHM_LOCK: unswappable, like ipcs -m's "locked"
+        out.append("locked")
     if o.world_writable:
         out.append("world-writable")
     elif o.world_readable:
