@@ -398,6 +398,43 @@ def test_snapshot_compression_follows_the_name_and_replays(tmp_path):
     assert json.loads(run_shmkit("segments", "--json", "--from", str(tmp_path / "piped")).stdout)["processes"] > 0
 
 
+def test_from_dash_reads_the_snapshot_that_snapshot_dash_writes(tmp_path):
+    """`ssh host shmkit snapshot - | shmkit footprint --from -`: '-' is standard input on the reading side
+    as it is standard output on the writing side."""
+    writer = subprocess.Popen([sys.executable, "-m", "toolkit", "snapshot", "-"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, cwd=REPO)
+    reader = subprocess.run([sys.executable, "-m", "toolkit", "segments", "--json", "--from", "-"],
+                            stdin=writer.stdout, capture_output=True, text=True, cwd=REPO, timeout=120)
+    writer.stdout.close()
+    assert writer.wait(timeout=60) == 0 and reader.returncode == 0, reader.stderr
+    assert json.loads(reader.stdout)["processes"] > 0
+    assert not os.path.exists(os.path.join(REPO, "-"))
+    # not an archive, no standard input at all: one line each, naming '-'
+    r = subprocess.run([sys.executable, "-m", "toolkit", "footprint", "--from", "-"], input=b"not a tar",
+                       capture_output=True, cwd=REPO, timeout=60)
+    assert r.returncode == 1 and r.stderr.decode().startswith("Error: -: not a readable shmkit snapshot"), r.stderr
+    r = subprocess.run([sys.executable, "-m", "toolkit", "footprint", "--from", "-"], stdin=subprocess.DEVNULL,
+                       capture_output=True, cwd=REPO, timeout=60)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and b"Traceback" not in r.stderr
+
+
+def test_from_dash_gives_up_on_a_writer_that_sends_nothing(monkeypatch, tmp_path):
+    from toolkit.errors import BadInput
+    from toolkit.measure import snapshot
+
+    read_end, write_end = os.pipe()  # a writer that holds the pipe open and never writes
+    try:
+        with open(read_end, "rb", closefd=False) as fake:
+            monkeypatch.setattr(sys, "stdin", fake)
+            t0 = time.monotonic()
+            with pytest.raises(BadInput, match="nothing came on standard input for 0.5 s"):
+                snapshot._spool_stdin(str(tmp_path / "spool"), silence_s=0.5)
+            assert time.monotonic() - t0 < 10
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_folders_in_dev_shm_are_counted_and_named_but_not_listed_as_objects(tmp_path):
     """Files in a folder of /dev/shm fill it as objects do, but no shm_open name reaches them: the fill
     must not be a mystery, nor the folder an 'object'."""

@@ -289,44 +289,83 @@ def _safe_members(members):
         yield m
 
 
+STDIN_SILENCE_S = 60.0  # how long standard input may stay silent (ssh asking for a password) before we give up
+
+
+def _spool_stdin(into: str, silence_s: float | None = None) -> None:
+    """Standard input copied to a private file, so that the archive can be read like any other (tarfile
+    detects its compression by seeking). A writer that stops sending is given up on, named."""
+    import select
+    import sys
+
+    silence_s = STDIN_SILENCE_S if silence_s is None else silence_s
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (AttributeError, ValueError, OSError) as err:  # started with standard input closed
+        raise BadInput("-: there is no standard input to read a snapshot from") from err
+    if os.isatty(fd):
+        raise BadInput("-: standard input is a terminal; pipe a snapshot in (shmkit snapshot - | shmkit ... --from -)")
+    with open(into, "wb") as out:
+        while True:
+            ready, _, _ = select.select([fd], [], [], silence_s)
+            if not ready:
+                raise BadInput(f"-: nothing came on standard input for {silence_s:g} s: the process writing "
+                               "the snapshot into the pipe is stuck or waiting")
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return
+            out.write(chunk)
+
+
 @contextlib.contextmanager
 def opened(path: str):
-    """The snapshot unpacked into a private folder, as a ProcFS to read it through."""
+    """The snapshot unpacked into a private folder, as a ProcFS to read it through. '-' is standard input
+    (the other end of `shmkit snapshot -`)."""
+    with tempfile.TemporaryDirectory(prefix="shmkit-snapshot-") as tmp:
+        source = path
+        if path == "-":
+            source = os.path.join(tmp, "stdin")
+            _spool_stdin(source)
+        yield _unpack(source, path, tmp)
+
+
+def _unpack(source: str, path: str, tmp: str) -> ProcFS:
+    """`source` unpacked under tmp; errors name `path`, what the user gave."""
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(source).st_mode
     except FileNotFoundError as err:
         raise NotFound(f"{path}: no such snapshot file") from err
     except OSError as err:
         raise BadInput(f"{path}: {err.strerror or err}") from err
     if not stat.S_ISREG(mode):  # a FIFO would block the read, a folder is not an archive
         raise BadInput(f"{path}: not a regular file, so not a snapshot")
-    with tempfile.TemporaryDirectory(prefix="shmkit-snapshot-") as tmp:
-        try:
-            with tarfile.open(path) as tar:
-                members = list(_safe_members(tar.getmembers()))
-                if not any(m.name == "host/snapshot.json" and m.isfile() for m in members):
-                    raise BadInput(f"{path}: not a shmkit snapshot (no snapshot.json)")
-                # the 'data' filter where this Python has it (3.11.4, 3.12); before, _safe_members alone
-                # (Debian 12's 3.11.2 has no filter argument at all: passing filter=None was a TypeError)
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(tmp, members=members, **extra)
-        except tarfile.ReadError as err:
-            raise BadInput(f"{path}: not a readable shmkit snapshot (not a tar archive, plain or compressed)") from err
-        except (tarfile.TarError, EOFError, OSError) as err:
-            raise BadInput(f"{path}: not a readable shmkit snapshot ({(str(err).splitlines() or [type(err).__name__])[0]})") from err
-        root = os.path.join(tmp, "host")
-        try:
-            with open(os.path.join(root, "snapshot.json"), "rb") as f:
-                meta = json.load(f)
-        except ValueError as err:  # not JSON, or not UTF-8
-            raise BadInput(f"{path}: not a shmkit snapshot (snapshot.json is not JSON)") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise BadInput(f"{path}: a snapshot of another format")
-        fs = ProcFS.at_host(root)
-        try:
-            fs._recorded_stat()  # checked here, so that a malformed one is named with the file
-        except BadInput as err:
-            raise BadInput(f"{path}: not a readable shmkit snapshot ({err})") from err
-        if not fs.shows_a_host():
-            raise BadInput(f"{path}: an incomplete snapshot (it has no proc/self/status)")
-        yield fs
+    try:
+        with tarfile.open(source) as tar:
+            members = list(_safe_members(tar.getmembers()))
+            if not any(m.name == "host/snapshot.json" and m.isfile() for m in members):
+                raise BadInput(f"{path}: not a shmkit snapshot (no snapshot.json)")
+            # the 'data' filter where this Python has it (3.11.4, 3.12); before, _safe_members alone
+            # (Debian 12's 3.11.2 has no filter argument at all: passing filter=None was a TypeError)
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(tmp, members=members, **extra)
+    except tarfile.ReadError as err:
+        raise BadInput(f"{path}: not a readable shmkit snapshot (not a tar archive, plain or compressed)") from err
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise BadInput(f"{path}: not a readable shmkit snapshot ({(str(err).splitlines() or [type(err).__name__])[0]})") from err
+    root = os.path.join(tmp, "host")
+    try:
+        with open(os.path.join(root, "snapshot.json"), "rb") as f:
+            meta = json.load(f)
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise BadInput(f"{path}: not a shmkit snapshot (snapshot.json is not JSON)") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BadInput(f"{path}: a snapshot of another format")
+    fs = ProcFS.at_host(root)
+    try:
+        fs._recorded_stat()  # checked here, so that a malformed one is named with the file
+    except BadInput as err:
+        raise BadInput(f"{path}: not a readable shmkit snapshot ({err})") from err
+    if not fs.shows_a_host():
+        raise BadInput(f"{path}: an incomplete snapshot (it has no proc/self/status)")
+    return fs
