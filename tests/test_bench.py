@@ -147,7 +147,7 @@ def test_cli_table_and_bad_input():
     for args, needle in ((["--sizes", "0"], "must be positive"), (["--sizes", "4Q"], "cannot read size"),
                          (["--mechanisms", "sysv,bogus"], "unknown mechanism"), (["--repeat", "0"], "at least 1")):
         r = run_shmkit("bench", *args)
-        assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr  # usage, as compare's
 
 
 def test_plot_without_matplotlib_says_so(tmp_path):

@@ -28,6 +28,8 @@ def _sizes(ctx, param, value):
         raise click.BadParameter(str(err)) from err
     if not sizes:
         raise click.BadParameter("give at least one size, for example 4K,1M")
+    if min(sizes) <= 0:  # a usage error (2) as compare's --size 0 is, not a failed run (1)
+        raise click.BadParameter(f"sizes must be positive (got {min(sizes)})")
     return sizes
 
 
