@@ -152,3 +152,34 @@ def test_permissions_says_why_when_no_python_that_user_can_run_loads_our_modules
     story = stories._permissions()
     assert [s.holds for s in story.steps] == [None]
     assert "no Python 9.9 that uid 65534 can run" in story.skipped and "could not be shown" in story.verdict
+
+
+def test_the_global_to_write_is_one_dlsym_finds():
+    """libm's first object in .data is _LIB_VERSION, kept only as a hidden compat version: `explain
+    --library libm` died with 'undefined symbol: _LIB_VERSION'. The chosen global must resolve through
+    dlsym in every library that has one."""
+    from conftest import LIBDIR
+
+    from toolkit.measure.library import data_symbol
+
+    names = ("libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1", "libbz2.so.1.0", "liblzma.so.5",
+             "libcrypto.so.3", "libssl.so.3", "libsqlite3.so.0", "libncursesw.so.6", "libtinfo.so.6",
+             "libreadline.so.8", "libexpat.so.1", "libffi.so.8", "libuuid.so.1")
+    chosen = {p: data_symbol(p) for p in (os.path.join(LIBDIR, n) for n in names) if os.path.exists(p)}
+    assert chosen.get(os.path.join(LIBDIR, "libm.so.6")), chosen  # libm has one (signgam)
+    wanted = {p: s for p, s in chosen.items() if s}
+    code = ("import ctypes, json, os, sys\n"
+            "bad = {}\n"
+            "for p, s in json.loads(sys.argv[1]).items():\n"
+            "    try:\n"
+            "        lib = ctypes.CDLL(p, mode=os.RTLD_LAZY)\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    try:\n"
+            "        ctypes.c_int.in_dll(lib, s)\n"
+            "    except ValueError as err:\n"
+            "        bad[p] = str(err)\n"
+            "print(json.dumps(bad))\n")
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(wanted)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {}, (wanted, r.stdout)

@@ -9,23 +9,42 @@ from toolkit.proc.pagemap import PAGE_SIZE, read_kpagecount, read_pagemap
 from toolkit.records import LibraryWrite, TextSharing
 
 
+VERSYM_HIDDEN = 0x8000  # a non-default version (name@VER, not name@@VER): dlsym does not find it
+
+
 def data_symbol(path: str) -> str:
-    """A global variable of the library to write: libc's optind, else the first object in .data."""
+    """A global variable of the library to write, one that dlsym finds: libc's optind, else the first
+    exported object in .data, else in .bss (libm's signgam). Hidden compat versions are passed over:
+    libm's first object in .data is _LIB_VERSION, which dlsym does not find."""
     if os.path.basename(path).startswith("libc."):
         return "optind"
     from elftools.elf.elffile import ELFFile
 
     with open(path, "rb") as f:
         elf = ELFFile(f)
-        data = elf.get_section_by_name(".data")
         dynsym = elf.get_section_by_name(".dynsym")
-        if data is None or dynsym is None:
+        if dynsym is None:
             return ""
-        lo, hi = data["sh_addr"], data["sh_addr"] + data["sh_size"]
-        for sym in dynsym.iter_symbols():
-            if (sym["st_info"]["type"] == "STT_OBJECT" and sym["st_shndx"] != "SHN_UNDEF"
-                    and lo <= sym["st_value"] < hi and sym["st_size"] >= 1):
-                return sym.name
+        versym = elf.get_section_by_name(".gnu.version")
+        exported = []
+        for i, sym in enumerate(dynsym.iter_symbols()):
+            if (sym["st_info"]["type"] != "STT_OBJECT" or sym["st_shndx"] == "SHN_UNDEF" or sym["st_size"] < 1
+                    or sym["st_info"]["bind"] not in ("STB_GLOBAL", "STB_WEAK")
+                    or sym["st_other"]["visibility"] not in ("STV_DEFAULT", "STV_PROTECTED")):
+                continue
+            if versym is not None:
+                ndx = versym.get_symbol(i).entry["ndx"]
+                if ndx == "VER_NDX_LOCAL" or (isinstance(ndx, int) and ndx & VERSYM_HIDDEN):
+                    continue
+            exported.append(sym)
+        for name in (".data", ".bss"):
+            sec = elf.get_section_by_name(name)
+            if sec is None:
+                continue
+            lo, hi = sec["sh_addr"], sec["sh_addr"] + sec["sh_size"]
+            found = next((sym.name for sym in exported if lo <= sym["st_value"] < hi), None)
+            if found:
+                return found
     return ""
 
 
