@@ -435,6 +435,40 @@ def test_from_dash_gives_up_on_a_writer_that_sends_nothing(monkeypatch, tmp_path
         os.close(write_end)
 
 
+def test_entries_of_dev_shm_that_are_not_objects_are_named_not_listed(tmp_path):
+    """A symlink, a FIFO or a socket in /dev/shm is no shared memory (shm_open opens none of them), but a
+    user listing /dev/shm must hear of it: a symlink there is the classic hazard. Live and replayed alike."""
+    import secrets
+    import socket
+
+    tag = "shmkit-test-" + secrets.token_hex(4)
+    link, fifo, sock = (f"/dev/shm/{tag}-{k}" for k in ("link", "fifo", "sock"))
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        os.symlink("/etc/shadow", link)
+        os.mkfifo(fifo, 0o600)
+        s.bind(sock)
+        r = run_shmkit("segments", "--json")
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        ours = next(m for m in d["dev_shm"] if m["where"] == "/dev/shm")
+        got = {o["name"]: o["type"] for o in ours["others"] if o["name"].startswith(tag)}
+        assert got == {f"{tag}-link": "symlink", f"{tag}-fifo": "FIFO", f"{tag}-sock": "socket"}, ours
+        assert not [o for o in d["posix"] if o["name"].startswith(tag)]
+        table = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"}).stdout
+        assert f"{tag}-fifo (FIFO)" in table and "not shared memory" in table, table
+        snap = tmp_path / "s.tar.gz"
+        assert run_shmkit("snapshot", str(snap)).returncode == 0
+        replayed = json.loads(run_shmkit("segments", "--json", "--from", str(snap)).stdout)
+        again = next(m for m in replayed["dev_shm"] if m["where"] == "/dev/shm")
+        assert {o["name"]: o["type"] for o in again["others"] if o["name"].startswith(tag)} == got
+    finally:
+        s.close()
+        for p in (link, fifo, sock):
+            if os.path.lexists(p):
+                os.unlink(p)
+
+
 def test_folders_in_dev_shm_are_counted_and_named_but_not_listed_as_objects(tmp_path):
     """Files in a folder of /dev/shm fill it as objects do, but no shm_open name reaches them: the fill
     must not be a mystery, nor the folder an 'object'."""

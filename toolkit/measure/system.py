@@ -281,6 +281,15 @@ def _completeness(fs, access, denied_pids, processes) -> tuple:
 FULL_AT = 0.9  # a /dev/shm this full is flagged: the next shm_open + ftruncate may fail with ENOSPC or SIGBUS
 
 
+def _not_an_object(mode):
+    """What an entry of /dev/shm that is neither a file nor a folder is: shm_open opens neither."""
+    for test, name in ((stat.S_ISLNK, "symlink"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "device"), (stat.S_ISBLK, "device")):
+        if test(mode):
+            return name
+    return None
+
+
 FOLDER_DEPTH, FOLDER_ENTRIES = 8, 10000  # a walk of folders in /dev/shm stays short whatever is there
 
 
@@ -447,7 +456,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs else None
         dev_shm.append(DevShm(where, ns, _dev(root_st.st_dev), size, used,
                               (used / size) if size else None, bool(size) and used / size >= FULL_AT, ()))
-        folders, in_folders = [], [0, 0, []]
+        folders, in_folders, others = [], [0, 0, []], []
         for name in sorted(fs.host_listdir(where)):
             try:
                 st = fs.host_lstat(os.path.join(where, name))
@@ -457,6 +466,9 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 folders.append(name)
                 _folder_usage(fs, os.path.join(where, name), in_folders, root_st.st_dev)
             if not stat.S_ISREG(st.st_mode):
+                kind = _not_an_object(st.st_mode)
+                if kind:  # not memory, but a user who lists /dev/shm sees it (a symlink there is a hazard)
+                    others.append((name, kind))
                 continue
             dev = _dev(st.st_dev)
             who = attachers(by_devino.get((dev, st.st_ino), ()))
@@ -468,6 +480,8 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 allocated_bytes=st.st_blocks * 512, device=dev, inode=st.st_ino, namespace=ns, via_pid=via,
                 semaphore=name.startswith("sem."),
             ))
+        if others:
+            dev_shm[-1] = dev_shm[-1]._replace(others=tuple(others))
         if folders:  # the fill counts their files; no listing of objects would
             known = not in_folders[2]
             dev_shm[-1] = dev_shm[-1]._replace(folders=tuple(folders),

@@ -25,7 +25,8 @@ def segments_to_json(r) -> dict:
             "anonymous": [_object_json(o) for o in r.anonymous],
             "pinned": [_object_json(o) for o in r.pinned + tuple(o for o in r.sysv if o.pinned)],
             "dev_shm": [{**to_dict(d), "folders": [escape(n) for n in d.folders],
-                         "unreadable_folders": [escape(n) for n in d.unreadable_folders]} for d in r.dev_shm],
+                         "unreadable_folders": [escape(n) for n in d.unreadable_folders],
+                         "others": [{"name": escape(n), "type": k} for n, k in d.others]} for d in r.dev_shm],
             "processes": r.processes, "unreadable": r.unreadable, "remove_ipc": r.remove_ipc_policy,
             "complete": r.complete, "unlisted": list(r.unlisted), "notes": list(r.notes)}
 
@@ -166,6 +167,10 @@ def segments_renderables(r, console, changes=None) -> list:
                     f"({', '.join(escape(f) for f in d.unreadable_folders[:2])})")
             out.append(f"{d.where} holds {counted(len(d.folders), 'folder')} ({names}) with {held}: tmpfs memory, "
                        "but not POSIX objects (a shm_open name has no '/'), so not listed above")
+        if d.others:  # a symlink or FIFO someone put there: shm_open refuses it (O_NOFOLLOW), nothing maps it
+            names = ", ".join(f"{escape(n)} ({k})" for n, k in d.others[:4]) + (", ..." if len(d.others) > 4 else "")
+            out.append(f"{d.where} holds {counted(len(d.others), 'entry', 'entries')} that "
+                       f"{'is' if len(d.others) == 1 else 'are'} not shared memory: {names}")
     out += list(r.notes)
     return out
 
