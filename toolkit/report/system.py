@@ -321,11 +321,11 @@ def footer(r, console) -> None:
 def footer_texts(r) -> list:
     parts = list(r.notes)  # why some processes were not read or not seen, with the real reason
     if r.zombies:
-        parts.append(f"{r.zombies} zombies skipped (exited, no memory left)")
+        parts.append(f"{counted(r.zombies, 'zombie')} skipped (exited, no memory left)")
     if r.vanished:
         parts.append(f"{r.vanished} exited during the scan")
     if r.kernel_threads:
-        parts.append(f"{r.kernel_threads} kernel threads skipped (no user memory)")
+        parts.append(f"{counted(r.kernel_threads, 'kernel thread')} skipped (no user memory)")
     return ["; ".join(parts) + "."] if parts else []
 
 
