@@ -436,8 +436,9 @@ def test_from_dash_gives_up_on_a_writer_that_sends_nothing(monkeypatch, tmp_path
 
 
 def test_entries_of_dev_shm_that_are_not_objects_are_named_not_listed(tmp_path):
-    """A symlink, a FIFO or a socket in /dev/shm is no shared memory (shm_open opens none of them), but a
-    user listing /dev/shm must hear of it: a symlink there is the classic hazard. Live and replayed alike."""
+    """A symlink, a FIFO or a socket in /dev/shm is no shared memory (glibc's shm_open refuses a symlink;
+    the others hold no pages of their own), but a user listing /dev/shm must hear of it: a symlink there
+    is the classic hazard. Live and replayed alike."""
     import secrets
     import socket
 

@@ -698,7 +698,7 @@ class DevShm(NamedTuple):
     folder_files: Optional[int] = 0  # regular files in those folders, at any depth; None: one is unreadable
     folder_bytes: Optional[int] = 0  # what those files have allocated; None likewise
     unreadable_folders: tuple = ()  # folders we may not list (another user's, unprivileged)
-    others: tuple = ()  # (name, "symlink" | "FIFO" | "socket" | "device"): entries shm_open does not open
+    others: tuple = ()  # (name, "symlink" | "FIFO" | "socket" | "device"): entries that are not shared memory
 
 
 class SegmentsReport(NamedTuple):

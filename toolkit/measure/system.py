@@ -282,7 +282,8 @@ FULL_AT = 0.9  # a /dev/shm this full is flagged: the next shm_open + ftruncate 
 
 
 def _not_an_object(mode):
-    """What an entry of /dev/shm that is neither a file nor a folder is: shm_open opens neither."""
+    """What an entry of /dev/shm that is neither a file nor a folder is: not shared memory (glibc's
+    shm_open refuses a symlink; a FIFO, socket or device node holds no pages of its own)."""
     for test, name in ((stat.S_ISLNK, "symlink"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
                        (stat.S_ISCHR, "device"), (stat.S_ISBLK, "device")):
         if test(mode):

@@ -167,7 +167,7 @@ def segments_renderables(r, console, changes=None) -> list:
                     f"({', '.join(escape(f) for f in d.unreadable_folders[:2])})")
             out.append(f"{d.where} holds {counted(len(d.folders), 'folder')} ({names}) with {held}: tmpfs memory, "
                        "but not POSIX objects (a shm_open name has no '/'), so not listed above")
-        if d.others:  # a symlink or FIFO someone put there: shm_open refuses it (O_NOFOLLOW), nothing maps it
+        if d.others:  # a symlink or FIFO someone put there: not memory, but worth seeing (a symlink is a hazard)
             names = ", ".join(f"{escape(n)} ({k})" for n, k in d.others[:4]) + (", ..." if len(d.others) > 4 else "")
             out.append(f"{d.where} holds {counted(len(d.others), 'entry', 'entries')} that "
                        f"{'is' if len(d.others) == 1 else 'are'} not shared memory: {names}")
