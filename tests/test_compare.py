@@ -152,6 +152,18 @@ def test_a_size_that_is_not_whole_pages_is_measured_against_the_pages_it_holds()
     shmem = next(ln for ln in findings(c) if ln.startswith("/proc/meminfo Shmem"))
     grew = c.shmem_during - c.shmem_before
     assert (grew == 2 * 2 * PAGE_SIZE) or "lags" in shmem, shmem  # the kernel's per-CPU batches, said
+    # the table says the size asked for, not "4.0 KiB" beside an Rss of two pages
+    import io
+
+    from toolkit.report.compare import render
+    from toolkit.report.view import Console
+
+    buf = io.StringIO()
+    render(c, Console(file=buf, width=200))
+    table = buf.getvalue()
+    assert f"{size} B regions" in table, table
+    region = next(ln for ln in table.splitlines() if ln.strip().startswith("region "))
+    assert region.count(f"{size} B") == 2, region
 
 
 @pytest.mark.slow

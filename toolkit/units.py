@@ -43,6 +43,14 @@ def human_bytes(n) -> str:
     return f"{n} B"
 
 
+def region_size(n) -> str:
+    """A size the user asked for, as human_bytes unless that hides bytes that cost a page: --size 4097
+    read "4.0 KiB" beside an Rss of 8.0 KiB; it reads "4097 B". (Above 1 MiB a page is lost in the
+    rounding of every figure alike.)"""
+    n = int(n)
+    return f"{n} B" if n % 1024 and n < 1 << 20 else human_bytes(n)
+
+
 def size_words(n) -> str:
     """A size for a message: exact bytes, and human units beside them ("12884901888 bytes (12.0 GiB)")."""
     n = int(n)

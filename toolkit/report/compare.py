@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from toolkit.records import PHASES, Comparison, to_dict
 from toolkit.report.view import escape, raw_hex
-from toolkit.units import counted, human_bytes, human_seconds
+from toolkit.units import counted, human_bytes, human_seconds, region_size
 
 NEEDS_ROOT = "unavailable (needs root)"
 
@@ -83,7 +83,7 @@ def rows(c: Comparison) -> list:
                 cells.append(human_seconds(p.median_s) + (f", {p.minor_faults} faults" if p.minor_faults else ""))
         out.append((g, phase.replace("_", " "), cells))
     g = f"footprint ({c.peers} peers)"
-    out.append((g, "region", [human_bytes(m.footprint.region_bytes) for m in ms]))
+    out.append((g, "region", [region_size(m.footprint.region_bytes) for m in ms]))
     out.append((g, "Rss per peer", [human_bytes(_avg(p.rss for p in m.footprint.per_peer)) for m in ms]))
     out.append((g, "Pss per peer", [human_bytes(_avg(p.pss for p in m.footprint.per_peer)) for m in ms]))
     out.append((g, "Shared clean/dirty per peer", [
@@ -181,7 +181,7 @@ def view(c: Comparison):
         table.append(("  " + label, cells))
     cols = (Column("", lambda r: r[0], text=True, key="property"),) + tuple(
         Column(m.title, lambda r, i=i: r[1][i], text=True, key=m.mechanism) for i, m in enumerate(c.mechanisms))
-    return View(f"shmkit compare: {human_bytes(c.size_bytes)} regions, {c.peers} peers, {escape(c.library)} "
+    return View(f"shmkit compare: {region_size(c.size_bytes)} regions, {c.peers} peers, {escape(c.library)} "
                 f"(Linux {c.kernel}{'' if c.privileged else ', unprivileged'})", cols, table)
 
 

@@ -8,7 +8,7 @@ import platform
 
 from toolkit.report import svg
 from toolkit.report.view import escape
-from toolkit.units import human_bytes, human_seconds
+from toolkit.units import human_bytes, human_seconds, region_size
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -93,7 +93,7 @@ def compare_sections(c) -> list:
     text = by.get("dso_text")
     physical = text.footprint.physical_bytes if text else None
     t = c.text_sharing
-    summary = [f"{c.peers} peers, each given a {human_bytes(c.size_bytes)} System V segment and POSIX object, and "
+    summary = [f"{c.peers} peers, each given a {region_size(c.size_bytes)} System V segment and POSIX object, and "
                f"{escape(c.library)}."]
     if t is not None:
         summary.append(f"The library's code is {t.pages} pages; " + (
@@ -155,7 +155,7 @@ def compare_sections(c) -> list:
 
 
 def compare_page(c, command: str) -> str:
-    return _render(f"shmkit compare: {human_bytes(c.size_bytes)} regions, {c.peers} peers",
+    return _render(f"shmkit compare: {region_size(c.size_bytes)} regions, {c.peers} peers",
                    _meta(command, c.kernel, c.privileged), compare_sections(c))
 
 
