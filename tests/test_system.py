@@ -200,6 +200,14 @@ def test_a_locked_segment_is_flagged_locked(objects):
     assert "locked" in row, r.stdout
 
 
+def test_a_size_that_is_not_whole_kib_is_listed_in_bytes(objects):
+    """A 12345-byte segment read "12.1 KiB" beside an rss of 16.0 KiB: the size asked for is shown."""
+    seg = objects("sysv", 12345)
+    r = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"})
+    row = next(line for line in r.stdout.splitlines() if line.lstrip().startswith(str(seg.shmid)))
+    assert "12345 B" in row, r.stdout
+
+
 def test_export_prometheus_atomic(tmp_path, objects):
     objects("posix", 4096, mode=0o666)
     target = tmp_path / "shmkit.prom"

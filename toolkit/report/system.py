@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from toolkit.records import to_dict
 from toolkit.report.view import Column, View, escape, raw_hex, renderables
-from toolkit.units import counted, human_bytes
+from toolkit.units import counted, human_bytes, region_size
 
 
 def _att(obj):
@@ -71,7 +71,7 @@ SYSV_COLUMNS = (
     Column("key", lambda o: o.name),
     Column("owner", lambda o: o.owner, optional=2),
     Column("mode", lambda o: o.mode, optional=3),
-    Column("size", lambda o: o.size_bytes, _hb, key="size_bytes", right=True),
+    Column("size", lambda o: o.size_bytes, region_size, key="size_bytes", right=True),
     Column("nattch", lambda o: o.nattch, right=True),
     Column("rss", lambda o: o.rss_bytes, _hb, key="rss_bytes", right=True, optional=1),
     Column("swap", lambda o: o.swap_bytes, _hb, key="swap_bytes", right=True, optional=5),
@@ -85,7 +85,7 @@ POSIX_COLUMNS = (
     Column("name", lambda o: o.name, text=True, ident=True),
     Column("owner", lambda o: o.owner, optional=2),
     Column("mode", lambda o: o.mode, optional=3),
-    Column("size", lambda o: o.size_bytes, _hb, key="size_bytes", right=True),
+    Column("size", lambda o: o.size_bytes, region_size, key="size_bytes", right=True),
     Column("allocated", lambda o: o.allocated_bytes, _hb, key="allocated_bytes", right=True, optional=1),
     Column("attached now", _who, text=True, key="attachers"),
     Column("flags", _flags, text=True),
@@ -93,7 +93,7 @@ POSIX_COLUMNS = (
 PINNED_COLUMNS = (
     Column("kind", lambda o: o.kind),
     Column("name", lambda o: o.name if o.kind != "sysv" else f"shmid {o.shmid}", text=True, ident=True),
-    Column("size", lambda o: o.size_bytes, _hb, key="size_bytes", right=True),
+    Column("size", lambda o: o.size_bytes, region_size, key="size_bytes", right=True),
     Column("held by", _who, text=True, key="attachers"),
     Column("why it stays", lambda o: o.pinned, text=True, key="pinned"),
 )
