@@ -92,6 +92,10 @@ def test_bench_compare_and_elf_at_80_columns():
     assert "Program Headers:" in out and re.search(r"^  LOAD +0x[0-9a-f]{16} 0x[0-9a-f]{16} 0x[0-9a-f]{16}$", out, re.M)
     out = at_80("elf", "--pid", str(os.getpid()), "libc")
     assert _one_line(out, "R E", "r-xp") and "…" not in out
+    out = at_80("elf", "--aslr", "2")  # lines of 102 and 142 characters before; addresses kept whole
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert len(re.findall(r"\bloaded at 0x[0-9a-f]+, text 0x[0-9a-f]+, data\s+0x[0-9a-f]+, text->data 0x[0-9a-f]+",
+                          out)) == 2, out
 
 
 @given(st.text(alphabet=st.sampled_from("ab \n\u4e2d\u0301-/"), max_size=120), st.integers(min_value=1, max_value=50))

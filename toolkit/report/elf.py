@@ -194,11 +194,20 @@ def render_join(info, joined, console) -> None:
     render(join_view(joined), console)
 
 
-def render_pic(result, out) -> None:
-    w = out.write
-    w(f"{escape(result.library)} in {len(result.peers)} peers:\n")
+def render_pic(result, out, width: int | None = None) -> None:
+    """`elf --aslr`: each peer's load address, and whether the text-to-data distance is the same; folded at
+    the width like the other views (addresses are never cut: lines break at spaces)."""
+    if not width:
+        from toolkit.report.view import terminal_width
+
+        width = terminal_width()
+    width = max(40, width - 1)
+    lines = [_fill(f"{escape(result.library)} in {len(result.peers)} peers:", width, "", "  ")]
     for p in result.peers:
-        w(f"  pid {p.pid:>7}: loaded at 0x{p.base:x}, text 0x{p.text_start:x}, data 0x{p.data_start:x}, "
-          f"text->data 0x{p.text_to_data:x}\n")
-    w(f"  {result.distinct_bases} different load addresses (ASLR); the text->data distance is "
-      f"{'the same in every peer: the code reaches its data by relative addressing (PIC)' if result.same_distance else 'NOT the same'}\n")
+        lines.append(_fill(f"pid {p.pid:>7}: loaded at 0x{p.base:x}, text 0x{p.text_start:x}, data "
+                           f"0x{p.data_start:x}, text->data 0x{p.text_to_data:x}", width, "  ", "      "))
+    same = ("the same in every peer: the code reaches its data by relative addressing (PIC)" if result.same_distance
+            else "NOT the same")
+    lines.append(_fill(f"{result.distinct_bases} different load addresses (ASLR); the text->data distance is {same}",
+                       width, "  ", "  "))
+    out.write("\n".join(lines) + "\n")
