@@ -3,7 +3,7 @@ import re
 import subprocess
 
 _ROW = re.compile(r"^\s{2}(\S+(?:\+0x[0-9a-f]+)?(?:: [0-9a-fx]+)?)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+"
-                  r"(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+([R ][W ][E ])\s+(0x[0-9a-f]+)\s*$")
+                  r"(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+([R ][W ][E ])\s+(0x[0-9a-f]+|0)\s*$")  # %#lx: 0 is "0"
 
 
 def readelf_segments(path):

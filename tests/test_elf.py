@@ -50,6 +50,43 @@ def test_program_headers_equal_readelf_on_every_system_library():
     assert not mismatches, mismatches[:5]
 
 
+def _header_lines(text):
+    """The program header table as printed: its title row and every row, up to the blank line."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Program Headers:")) + 1
+    out = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        out.append(line.rstrip())
+    return out
+
+
+def test_program_header_lines_are_readelfs_own_text(tmp_path):
+    """The wide table is readelf -lW's, character for character: the fields alone did not catch that C's
+    %#lx writes an alignment of 0 (a GNU_STACK, as lld links it) as "0", where we wrote "0x0"."""
+    import io
+    import struct
+
+    from toolkit.report.elf import render_elf
+
+    zero_align = tmp_path / "libz-zero-align.so"
+    data = bytearray(open(os.path.join(LIBDIR, "libz.so.1"), "rb").read())
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        if struct.unpack_from("<I", data, at)[0] == 0x6474E551:  # PT_GNU_STACK: its p_align to 0
+            struct.pack_into("<Q", data, at + 48, 0)
+    zero_align.write_bytes(bytes(data))
+    for path in [str(zero_align)] + _system_libraries()[:60]:
+        theirs = subprocess.run(["readelf", "-lW", path], capture_output=True, text=True,
+                                env={"LC_ALL": "C"}).stdout
+        buf = io.StringIO()
+        render_elf(read_elf(path), buf, 200)
+        assert _header_lines(buf.getvalue()) == _header_lines(theirs), path
+
+
 @pytest.mark.parametrize("elf_class,little,machine,name", [
     (32, True, 3, "i386"), (32, False, 8, "MIPS big-endian"), (64, False, 21, "PowerPC64 big-endian"),
     (64, True, 183, "AArch64"), (32, True, 40, "ARM"), (64, False, 22, "s390x"),
@@ -61,6 +98,14 @@ def test_other_classes_byte_orders_and_machines(tmp_path, elf_class, little, mac
     info = read_elf(str(path))
     assert rows and _ours(info) == rows
     assert [s.sections for s in info.segments] == mapping
+    import io
+
+    from toolkit.report.elf import render_elf
+
+    buf = io.StringIO()
+    render_elf(info, buf, 200)
+    theirs = subprocess.run(["readelf", "-lW", str(path)], capture_output=True, text=True, env={"LC_ALL": "C"}).stdout
+    assert _header_lines(buf.getvalue()) == _header_lines(theirs)  # the text too, 32-bit columns included
     assert info.elf_class == elf_class and info.endianness == ("little" if little else "big")
     assert info.layout.startswith("classic")
     loads = info.loads()

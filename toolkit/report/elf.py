@@ -36,18 +36,23 @@ def private_estimate(info, page=None):
 UNKNOWN = "unknown: the dynamic section lies past the end of the (truncated) file"
 
 
+def _align(n: int) -> str:
+    """readelf prints the alignment with C's %#lx, which writes 0 as "0", not "0x0" (a GNU_STACK)."""
+    return f"0x{n:x}" if n else "0"
+
+
 def _fmt_row(s, is64):
     if is64:
         return (f"  {s.type:<14} 0x{s.offset:06x} 0x{s.vaddr:016x} 0x{s.paddr:016x} 0x{s.filesz:06x} "
-                f"0x{s.memsz:06x} {s.flags:<3} 0x{s.align:x}")
+                f"0x{s.memsz:06x} {s.flags:<3} {_align(s.align)}")
     return (f"  {s.type:<14} 0x{s.offset:06x} 0x{s.vaddr:08x} 0x{s.paddr:08x} 0x{s.filesz:05x} "
-            f"0x{s.memsz:05x} {s.flags:<3} 0x{s.align:x}")
+            f"0x{s.memsz:05x} {s.flags:<3} {_align(s.align)}")
 
 
 def _fmt_row_narrow(s):
     """readelf -l (not -W) for a 64-bit file: two lines per header, 76 columns."""
     return (f"  {s.type:<14} 0x{s.offset:016x} 0x{s.vaddr:016x} 0x{s.paddr:016x}\n"
-            f"                 0x{s.filesz:016x} 0x{s.memsz:016x}  {s.flags:<6} 0x{s.align:x}")
+            f"                 0x{s.filesz:016x} 0x{s.memsz:016x}  {s.flags:<6} {_align(s.align)}")
 
 
 WIDE = 104  # readelf -lW's program header lines for a 64-bit file
