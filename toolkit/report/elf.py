@@ -37,7 +37,8 @@ UNKNOWN = "unknown: the dynamic section lies past the end of the (truncated) fil
 
 
 def _align(n: int) -> str:
-    """readelf prints the alignment with C's %#lx, which writes 0 as "0", not "0x0" (a GNU_STACK)."""
+    """readelf -lW prints the alignment with C's %#lx, which writes 0 as "0", not "0x0" (a GNU_STACK);
+    its narrow form (-l alone) writes "0x0"."""
     return f"0x{n:x}" if n else "0"
 
 
@@ -52,7 +53,7 @@ def _fmt_row(s, is64):
 def _fmt_row_narrow(s):
     """readelf -l (not -W) for a 64-bit file: two lines per header, 76 columns."""
     return (f"  {s.type:<14} 0x{s.offset:016x} 0x{s.vaddr:016x} 0x{s.paddr:016x}\n"
-            f"                 0x{s.filesz:016x} 0x{s.memsz:016x}  {s.flags:<6} {_align(s.align)}")
+            f"                 0x{s.filesz:016x} 0x{s.memsz:016x}  {s.flags:<6} 0x{s.align:x}")  # "0x0" here
 
 
 WIDE = 104  # readelf -lW's program header lines for a 64-bit file
