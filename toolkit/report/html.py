@@ -194,7 +194,7 @@ def bench_page(result, command: str) -> str:
     secs.append({"id": "phases", "title": "Time per phase against size", "figures": figs,
                  "text": "Medians of N runs per point, log scales; sizes in K/M/G bytes, times in µs and ms."})
     head = ["mechanism", "size", "phase", "median", "p10", "p90", "faults", "ns/page"]
-    table = [head] + [[r.mechanism, human_bytes(r.size_bytes), r.phase.replace("_", " "), human_seconds(r.median_s),
+    table = [head] + [[r.mechanism, region_size(r.size_bytes), r.phase.replace("_", " "), human_seconds(r.median_s),
                        human_seconds(r.p10_s), human_seconds(r.p90_s), "-" if r.minor_faults is None else r.minor_faults,
                        "-" if r.ns_per_page is None else f"{r.ns_per_page:.0f}"] for r in result.rows]
     secs.append({"id": "table", "title": "Every measurement", "table": table})
