@@ -23,6 +23,7 @@ import time
 from toolkit.errors import AccessDenied, BadInput, NoSuchProcess, NotFound, ShmkitError
 from toolkit.outfile import replacing
 from toolkit.proc.fs import RECORDED_STAT, ProcFS, default_fs
+from toolkit.proc.system import HUGEPAGES
 
 PER_PID = ("maps", "smaps", "smaps_rollup", "status", "stat", "cmdline", "comm", "cgroup", "mountinfo")
 SELF = ("status", "mountinfo", "cgroup", "stat")
@@ -154,6 +155,12 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
                         t.add(f"{folder}/{name}", data)
             if fs.host_isdir("/run/systemd/system"):
                 t.folder("run/systemd/system")
+            # the huge page pools: what bounds a System V segment's rss on replay, as live
+            for name in fs.host_listdir(HUGEPAGES):
+                for f in ("nr_hugepages", "surplus_hugepages"):
+                    data = _read(fs.host_path(f"{HUGEPAGES}/{name}/{f}"))
+                    if data is not None:
+                        t.add(f"{HUGEPAGES}/{name}/{f}".lstrip("/"), data)
             if h:
                 for cg in sorted(c for c in cgroups if c is not None):
                     d = cgroup_dir(cg, h)

@@ -23,7 +23,7 @@ from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, parse_rollup, read_rollup, read_smaps, rollup_from_smaps
 from toolkit.proc.pagemap import read_pagemap
 from toolkit.proc.process import list_pids, processes_of, read_identity
-from toolkit.proc.system import parse_sysvipc_shm, read_sysvipc_shm
+from toolkit.proc.system import hugepage_pools, parse_sysvipc_shm, read_sysvipc_shm
 from toolkit.records import (
     Attacher,
     DevShm,
@@ -281,6 +281,17 @@ def _completeness(fs, access, denied_pids, processes) -> tuple:
 FULL_AT = 0.9  # a /dev/shm this full is flagged: the next shm_open + ftruncate may fail with ENOSPC or SIGBUS
 
 
+def _rss_bound(fs):
+    """The most a segment of SIZE bytes can have resident: SIZE rounded up to the largest page size in use
+    (a huge page pool with pages in it), as a function; None where the pools cannot be read. Linux 6.x
+    gives a 4 MiB segment of 2 MiB pages an rss of 2 GiB (the huge pages counted once per base page)."""
+    pools = hugepage_pools(fs)
+    if pools is None:
+        return None
+    page = max([size for size, pages in pools.items() if pages] + [fs.page_size])
+    return lambda size: -(-size // page) * page
+
+
 def _not_an_object(mode):
     """What an entry of /dev/shm that is neither a file nor a folder is: not shared memory (glibc's
     shm_open refuses a symlink; a FIFO, socket or device node holds no pages of its own)."""
@@ -391,7 +402,8 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     for pid, ns in sorted(ipc_of.items()):
         if ns and ns not in namespaces:
             namespaces[ns] = pid
-    sysv, unread_ns, unlisted = [], 0, []
+    sysv, unread_ns, unlisted, impossible = [], 0, [], []
+    rss_bound = _rss_bound(fs)
     for ns, pid in namespaces.items():
         try:
             segs = read_sysvipc_shm(fs) if pid is None else parse_sysvipc_shm(fs.read_in_ipc_namespace(pid, "sysvipc/shm"))
@@ -409,16 +421,26 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         for seg in segs:
             who = attachers(by_shmid.get((ns, seg.shmid), ()))
             orphan = seg.nattch == 0 and not seg.marked_for_removal  # the kernel's own count
+            rss = seg.rss
+            if rss is not None and rss_bound is not None and rss > rss_bound(seg.size):
+                impossible.append((seg.shmid, rss, seg.size))
+                rss = None  # a figure the segment cannot hold is unknown, not shown
             sysv.append(SharedObject(
                 kind="sysv", name=f"0x{seg.key & 0xFFFFFFFF:08x}", size_bytes=seg.size, owner=owner_name(seg.uid),
                 mode=mode_string(seg.mode), attachers=who, orphan=orphan, **flags(seg.mode, seg.uid),
-                key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=seg.rss, swap_bytes=seg.swap,
+                key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=rss, swap_bytes=seg.swap,
                 cpid=seg.cpid, lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
                 marked_for_removal=seg.marked_for_removal, locked=seg.locked, namespace=ns,
                 pinned="no process attached and not marked for removal" if orphan else None, via_pid=pid,
             ))
     if unread_ns:
         notes.append(f"{unread_ns} other IPC namespace(s) not read: entering one needs root (CAP_SYS_ADMIN)")
+    if impossible:
+        shmid, rss, size = impossible[0]
+        notes.append(f"rss unknown for {counted(len(impossible), 'System V segment')} (shmid {shmid}"
+                     f"{', ...' if len(impossible) > 1 else ''}): the kernel gives {human_bytes(rss)} for a "
+                     f"segment of {human_bytes(size)}, more than it can hold in the page sizes in use here (some "
+                     "kernels count a segment of huge pages, SHM_HUGETLB, once per base page: ipcs -u says the same)")
 
     # POSIX: our /dev/shm, then /proc/PID/root/dev/shm of one process per other mount namespace
     mounts = {}  # st_dev -> (where, mount namespace, [pids])
@@ -792,10 +814,12 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
         if entries is not None:
             by_kind = {}
             for e, k in zip(entries, classify(entries)):
-                d = by_kind.setdefault(k, {"rss": 0, "pss": 0, "uss": 0})
+                d = by_kind.setdefault(k, {"rss": 0, "pss": 0, "uss": 0, "hugetlb": 0})
                 d["rss"] += e.get("Rss", 0)
                 d["pss"] += e.get("Pss", 0)
                 d["uss"] += e.get("Private_Clean", 0) + e.get("Private_Dirty", 0)
+                # huge pages (hugetlb) are not in Rss: a SHM_HUGETLB segment read "sysv 0 B"
+                d["hugetlb"] += e.get("Shared_Hugetlb", 0) + e.get("Private_Hugetlb", 0)
                 if by == "library" and k in ("library text", "library data") and e.mapping.path:
                     # the old copy of an upgraded library is another object than the new file of that name
                     # and two files of one name (a container's libc and ours) are two objects, not one

@@ -60,6 +60,32 @@ def read_limits(fs: ProcFS | None = None) -> Limits:
     )
 
 
+HUGEPAGES = "/sys/kernel/mm/hugepages"
+
+
+def hugepage_pools(fs: ProcFS | None = None):
+    """{huge page size in bytes: pages in its pool (nr_hugepages + surplus_hugepages)} from
+    /sys/kernel/mm/hugepages; None where that folder cannot be read (a recording made without it)."""
+    fs = fs or default_fs()
+    try:
+        names = fs.host_listdir(HUGEPAGES)
+    except ShmkitError:
+        return None
+    if not names and not fs.host_isdir(HUGEPAGES):
+        return None
+    pools = {}
+    for name in names:
+        if not (name.startswith("hugepages-") and name.endswith("kB")):
+            continue
+        try:
+            size = int(name[len("hugepages-"):-2]) * 1024
+            pools[size] = sum(int(fs.host_read_text(f"{HUGEPAGES}/{name}/{f}").split()[0])
+                              for f in ("nr_hugepages", "surplus_hugepages"))
+        except (ShmkitError, ValueError, IndexError):
+            continue
+    return pools
+
+
 def oom_kills(fs: ProcFS | None = None):
     """Processes the OOM killer has killed since boot (/proc/vmstat oom_kill, Linux 4.13); None without it."""
     try:
