@@ -191,7 +191,8 @@ def test_a_huge_page_segment_is_never_given_more_rss_than_it_can_hold_and_by_kin
             k = json.loads(run_shmkit("footprint", str(p.pid), "--by", "kind", "--json").stdout)["by_kind"]
             assert k["sysv"]["hugetlb_bytes"] == 2 * huge and k["sysv"]["rss_bytes"] == 65536, k
             table = run_shmkit("footprint", str(p.pid), "--by", "kind", env={**os.environ, "COLUMNS": "80"}).stdout
-            assert "hugetlb" in table.splitlines()[1] and "counted apart by the kernel" in " ".join(table.split()), table
+            flat = " ".join(table.split())
+            assert "hugetlb" in table.splitlines()[1] and "counted apart by the kernel" in flat, table
     finally:
         sysv.detach(hold)
         sysv.detach(hold_plain)

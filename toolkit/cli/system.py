@@ -18,7 +18,8 @@ from toolkit.report.view import json_text
 def ROOT(fn):
     """--root DIR and --from FILE: read a recorded host instead of this machine."""
     fn = click.option("--from", "from_", type=PathName(), default=None, metavar="FILE",
-                      help="Replay a snapshot made by `shmkit snapshot FILE` (on this or another machine); - reads standard input.")(fn)
+                      help="Replay a snapshot made by `shmkit snapshot FILE` (on this or another machine); "
+                           "- reads standard input.")(fn)
     return click.option("--root", "root", default=None, metavar="DIR", type=PathName(file_okay=False, exists=True),
                         help="Read a recorded host under DIR (its proc/, etc/, run/, dev/shm) instead of this machine.")(fn)
 

@@ -359,7 +359,8 @@ def _unpack(source: str, path: str, tmp: str) -> ProcFS:
     except tarfile.ReadError as err:
         raise BadInput(f"{path}: not a readable shmkit snapshot (not a tar archive, plain or compressed)") from err
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise BadInput(f"{path}: not a readable shmkit snapshot ({(str(err).splitlines() or [type(err).__name__])[0]})") from err
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise BadInput(f"{path}: not a readable shmkit snapshot ({first})") from err
     root = os.path.join(tmp, "host")
     try:
         with open(os.path.join(root, "snapshot.json"), "rb") as f:
