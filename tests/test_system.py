@@ -167,6 +167,10 @@ def test_cli_footprint_views():
     assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
     r = run_shmkit("footprint", "--user", "no-such-user-xyz")
     assert r.returncode == 1 and "no user" in r.stderr
+    # an unset variable, or a number no uid can be: usage errors, as for every other option
+    for bad, said in (("", "an empty name"), ("4294967295", "is no uid")):
+        r = run_shmkit("footprint", "--user", bad)
+        assert r.returncode == 2 and said in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
 
 
 def test_cli_segments_json(objects):

@@ -155,10 +155,24 @@ def segments(as_json, watch, root, from_):
         report.render_segments(r, console())
 
 
+UID_MAX = 4294967294  # (uid_t)-1 is no uid: it means "unchanged" to setresuid
+
+
+def _user(ctx, param, value):
+    """A name or a uid; an empty one (an unset variable) and a number no uid can be are usage errors."""
+    if value is None:
+        return None
+    if not value:
+        raise click.BadParameter("an empty name (an unset variable?)")
+    if value.isdigit() and int(value) > UID_MAX:
+        raise click.BadParameter(f"{value} is no uid: uids go from 0 to {UID_MAX}")
+    return value
+
+
 @click.command()
 @click.argument("pids", nargs=-1, type=click.IntRange(min=1))
 @click.option("--all", "all_", is_flag=True, help="Every process (the default when no PID is given).")
-@click.option("--user", default=None, help="Only processes of this user (name or uid).")
+@click.option("--user", default=None, callback=_user, help="Only processes of this user (name or uid).")
 @click.option("--match", default=None, metavar="PATTERN", help="Only processes whose command line matches this regular expression.")
 @click.option("--by", type=click.Choice(["process", "user", "kind", "library", "cgroup", "object"]), default="process",
               show_default=True, help="One row per process, user, kind of memory (System V, POSIX, library text, ...), "
