@@ -234,3 +234,20 @@ def test_mountinfo_is_read_by_one_parser_with_every_field_the_views_use():
     assert shm and shm[-1].fstype == "tmpfs" and ":" in shm[-1].device
     assert any(m.point == "/proc" and m.fstype == "proc" for m in mounts)
     assert read_mounts(999999, fs) == []  # an unreadable or missing file: nothing, not an error
+
+
+def test_a_recorded_tree_names_uids_from_its_own_passwd(tmp_path):
+    """--root DIR: DIR/etc/passwd names the recorded host's uids, not this machine's passwd; a uid it does not
+    name stays a number; a tree with no passwd (and no snapshot names) falls back to this machine's."""
+    from toolkit.proc.fs import ProcFS
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\npg-on-a:x:65534:65534::/:/bin/false\n")
+    fs = ProcFS.at_host(str(tmp_path))
+    assert fs.user_name(65534) == "pg-on-a" and fs.user_name(0) == "root" and fs.user_name(4242) == "4242"
+    assert fs.uid_of("pg-on-a") == 65534 and fs.uid_of("nobody") is None
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    import pwd
+
+    assert ProcFS.at_host(str(bare)).user_name(0) == pwd.getpwuid(0).pw_name

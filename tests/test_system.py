@@ -1,4 +1,5 @@
 """`segments`, `footprint`, `export`: live processes, oracles (psutil, smem), unprivileged runs."""
+import io
 import json
 import os
 import re
@@ -480,6 +481,40 @@ def test_entries_of_dev_shm_that_are_not_objects_are_named_not_listed(tmp_path):
         for p in (link, fifo, sock):
             if os.path.lexists(p):
                 os.unlink(p)
+
+
+def test_a_replayed_snapshot_names_users_as_its_own_host_did(tmp_path):
+    """Replayed on another machine, a snapshot named its uids with that machine's passwd: the recorded
+    host's postgres (uid 65534 here) would read as whoever has that uid there. The snapshot keeps the
+    names; replay shows them, and --user finds them."""
+    import tarfile
+
+    p = subprocess.Popen(["sleep", "60"], user=65534, group=65534, extra_groups=[])
+    try:
+        snap = tmp_path / "s.tar.gz"
+        assert run_shmkit("snapshot", str(snap)).returncode == 0
+    finally:
+        p.kill()
+        p.wait()
+    # the same archive as another host would have written it: uid 65534 is "pg-on-a" there
+    other = tmp_path / "other.tar"
+    with tarfile.open(snap) as src, tarfile.open(other, "w") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read() if m.isfile() else None
+            if m.name == "host/recorded-stat.json":
+                meta = json.loads(data)
+                assert meta["users"]["65534"] == "nobody" and meta["users"]["0"] == "root"
+                meta["users"]["65534"] = "pg-on-a"
+                data = json.dumps(meta).encode()
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data) if data is not None else None)
+    d = json.loads(run_shmkit("footprint", "--json", "--from", str(other)).stdout)
+    row = next(r for r in d["processes"] if r["pid"] == p.pid)
+    assert row["user"] == "pg-on-a", row
+    d = json.loads(run_shmkit("footprint", "--json", "--user", "pg-on-a", "--from", str(other)).stdout)
+    assert [r["pid"] for r in d["processes"]] == [p.pid]
+    r = run_shmkit("footprint", "--user", "nobody", "--from", str(other))
+    assert r.returncode == 1 and "no user named 'nobody' on the recorded host" in r.stderr, r.stderr
 
 
 def test_folders_in_dev_shm_are_counted_and_named_but_not_listed_as_objects(tmp_path):

@@ -92,7 +92,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
     stat_meta = {"statvfs": {}}
     pids = list_pids(fs)
     h = memory_hierarchy(fs)
-    captured, cgroups = 0, set()
+    captured, cgroups, uids = 0, set(), set()
     build_ids = stat_meta["build_ids"] = {}  # the libraries are not in the archive: their build-ids are
     # 0600 for a new file: it holds every process's command line and address space layout
     with replacing(path, 0o600) as out:
@@ -120,6 +120,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
                 if files["stat"] is None:
                     continue  # gone
                 captured += 1
+                uids.update(_status_uids(files["status"]))
                 for n, data in files.items():
                     if data is not None:
                         t.add(f"proc/{pid}/{n}", data)
@@ -171,6 +172,7 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
             if read_access(fs).privileged:
                 progress("capturing physical pages", None, None)
                 _pfn_runs(t, fs)
+            stat_meta["users"] = _user_names(fs, uids, stat_meta)
             t.add(RECORDED_STAT, json.dumps(stat_meta, indent=0, sort_keys=True).encode())
         try:
             size = out.tell()
@@ -193,6 +195,32 @@ def _build_ids(fs: ProcFS, pid, maps: bytes | None, out: dict) -> None:
                 out[key] = fs.build_id(pid, m)
             except ShmkitError:
                 out[key] = None
+
+
+def _status_uids(status) -> set:
+    """The real and effective uids on a captured status file's Uid: line."""
+    for line in (status or b"").splitlines():
+        if line.startswith(b"Uid:"):
+            return {int(w) for w in line.split()[1:3] if w.isdigit()}
+    return set()
+
+
+def _user_names(fs: ProcFS, uids: set, stat_meta: dict) -> dict:
+    """{uid: name} of every uid the snapshot holds (processes, segments, /dev/shm owners), named as this host
+    names them: replayed elsewhere, the same uid may be another user or none."""
+    from toolkit.proc.system import read_sysvipc_shm
+
+    uids = set(uids)
+    with contextlib.suppress(ShmkitError):
+        for seg in read_sysvipc_shm(fs):
+            uids.update((seg.uid, seg.cuid))
+    uids.update(m["st_uid"] for k, m in stat_meta.items() if k.startswith("/") and "st_uid" in m)
+    names = {}
+    for uid in sorted(uids):
+        name = fs.user_name(uid)
+        if name != str(uid):  # a uid with no name stays a number on replay too
+            names[str(uid)] = name
+    return names
 
 
 def _dev_shm(t: _Tar, fs: ProcFS, where: str, meta: dict) -> None:

@@ -33,7 +33,7 @@ from toolkit.records import (
     SegmentsReport,
     SharedObject,
 )
-from toolkit.units import counted, human_bytes, mode_string, owner_name
+from toolkit.units import counted, human_bytes, mode_string
 
 DEV_SHM = "/dev/shm"
 SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose IPC logind may remove
@@ -426,7 +426,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 impossible.append((seg.shmid, rss, seg.size))
                 rss = None  # a figure the segment cannot hold is unknown, not shown
             sysv.append(SharedObject(
-                kind="sysv", name=f"0x{seg.key & 0xFFFFFFFF:08x}", size_bytes=seg.size, owner=owner_name(seg.uid),
+                kind="sysv", name=f"0x{seg.key & 0xFFFFFFFF:08x}", size_bytes=seg.size, owner=fs.user_name(seg.uid),
                 mode=mode_string(seg.mode), attachers=who, orphan=orphan, **flags(seg.mode, seg.uid),
                 key=seg.key, shmid=seg.shmid, nattch=seg.nattch, rss_bytes=rss, swap_bytes=seg.swap,
                 cpid=seg.cpid, lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
@@ -496,7 +496,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
             dev = _dev(st.st_dev)
             who = attachers(by_devino.get((dev, st.st_ino), ()))
             posix.append(SharedObject(
-                kind="posix", name=name, size_bytes=st.st_size, owner=owner_name(st.st_uid),
+                kind="posix", name=name, size_bytes=st.st_size, owner=fs.user_name(st.st_uid),
                 mode=mode_string(st.st_mode),
                 # nothing we could see maps it; unknown unless we saw every process
                 attachers=who, orphan=(not who) if (who or complete) else None, **flags(st.st_mode, st.st_uid),
@@ -543,7 +543,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 o[2].add(pid)
     for (dev, ino), (target, st, holders) in sorted(fd_only.items()):
         pinned.append(SharedObject(
-            kind="memfd", name=target, size_bytes=st.st_size, owner=owner_name(st.st_uid), mode=None,
+            kind="memfd", name=target, size_bytes=st.st_size, owner=fs.user_name(st.st_uid), mode=None,
             attachers=attachers(holders), orphan=False, world_readable=None, world_writable=None, other_user=None,
             remove_ipc=None, allocated_bytes=st.st_blocks * 512, device=dev, inode=ino,
             pinned="held only by a descriptor (no mapping): its pages stay until the last close"))
@@ -754,12 +754,9 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
     candidates = processes_of(pids, fs) if pids else list_pids(fs)
     want_uid = None
     if user is not None:
-        import pwd
-
-        try:
-            want_uid = int(user) if str(user).isdigit() else pwd.getpwnam(user).pw_uid
-        except KeyError:
-            raise NotFound(f"no user named {user!r}") from None
+        want_uid = int(user) if str(user).isdigit() else fs.uid_of(user)
+        if want_uid is None:
+            raise NotFound(f"no user named {user!r}" + (" on the recorded host" if fs.recorded else ""))
     pattern = _re().compile(match) if match else None
     me = os.getpid() if not fs.recorded else None
     need_smaps = by in ("kind", "library")
@@ -826,7 +823,7 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
                     m = e.mapping
                     lib_maps.setdefault((m.path, m.deleted, m.device, m.inode), []).append((pid, e))
         procs.append(ProcessMemory(
-            pid=pid, command=cmd, user=owner_name(uid), rss=fields.get("Rss", 0), pss=fields.get("Pss", 0),
+            pid=pid, command=cmd, user=fs.user_name(uid), rss=fields.get("Rss", 0), pss=fields.get("Pss", 0),
             uss=fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0), swap=fields.get("Swap", 0),
             swap_pss=fields.get("SwapPss", 0), by_kind=by_kind,
             hugetlb=fields.get("Shared_Hugetlb", 0) + fields.get("Private_Hugetlb", 0),

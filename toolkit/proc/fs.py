@@ -376,6 +376,49 @@ class ProcFS:
     def host_isdir(self, abspath: str) -> bool:
         return os.path.isdir(self.host_path(abspath))
 
+    def user_name(self, uid: int) -> str:
+        """The name of a uid on the host being read: this machine's (NSS) live; in a recording, the names
+        it recorded (a snapshot's `users`, or its etc/passwd), never this machine's, whose uid 999 may be
+        another user altogether; the number where there is none."""
+        users = self._recorded_users() if self.recorded else None
+        if users is None:
+            from toolkit.units import owner_name
+
+            return owner_name(uid)
+        return users.get(uid, str(uid))
+
+    def uid_of(self, name: str):
+        """The uid of a user name on the host being read, or None."""
+        users = self._recorded_users() if self.recorded else None
+        if users is None:
+            import pwd
+
+            try:
+                return pwd.getpwnam(name).pw_uid
+            except KeyError:
+                return None
+        return next((uid for uid, n in sorted(users.items()) if n == name), None)
+
+    def _recorded_users(self):
+        """{uid: name} of a recording: its snapshot's `users`, else its etc/passwd; None where it has
+        neither (a snapshot made before they were recorded): this machine's names, as before."""
+        if not hasattr(self, "_users_cache"):
+            meta = self._recorded_stat()
+            users = {int(k): v for k, v in meta.get("users", {}).items()} if "users" in meta else None
+            if users is None:  # a recorded tree (--root) keeps its etc/passwd
+                try:
+                    text = self.host_read_text("/etc/passwd")
+                except ShmkitError:
+                    text = None
+                if text is not None:
+                    users = {}
+                    for line in text.splitlines():
+                        f = line.split(":")
+                        if len(f) >= 3 and f[2].isdigit():
+                            users.setdefault(int(f[2]), f[0])
+            self._users_cache = users
+        return self._users_cache
+
     def host_statvfs(self, abspath: str):
         """statvfs of a host mount, or None where it cannot be had."""
         if self.recorded:
@@ -421,6 +464,9 @@ def _checked_stat(meta) -> dict:
         elif key == "unlisted":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise bad("unlisted is not a list of folders")
+        elif key == "users":
+            if not isinstance(value, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in value.items()):
+                raise bad("users is not an object of uid -> user name")
         elif key == "build_ids":
             if not isinstance(value, dict) or not all(v is None or isinstance(v, str) for v in value.values()):
                 raise bad("build_ids is not an object of device:inode -> build-id")
