@@ -517,6 +517,37 @@ def test_a_replayed_snapshot_names_users_as_its_own_host_did(tmp_path):
     assert r.returncode == 1 and "no user named 'nobody' on the recorded host" in r.stderr, r.stderr
 
 
+def test_a_posix_object_with_two_names_is_one_object(tmp_path):
+    """A hard link in /dev/shm is a second name for the same pages: export counted them twice (2 objects,
+    twice the bytes). Adding a name must change no count; each name says what else it is called."""
+    import secrets
+
+    def posix_samples():
+        text = run_shmkit("export", "--prometheus").stdout
+        return {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in text.splitlines()
+                if 'kind="posix"' in line and not line.startswith("#") and "orphan" not in line}
+
+    a = f"/dev/shm/shmkit-test-{secrets.token_hex(4)}"
+    b = a + "-link"
+    fd = os.open(a, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, 1 << 20)
+        os.write(fd, b"x" * 65536)
+        one = posix_samples()
+        os.link(a, b)
+        assert posix_samples() == one
+        d = json.loads(run_shmkit("segments", "--json").stdout)
+        names = {o["name"]: o["also_named"] for o in d["posix"] if o["name"].startswith(os.path.basename(a))}
+        assert names == {os.path.basename(a): [os.path.basename(b)], os.path.basename(b): [os.path.basename(a)]}
+        table = run_shmkit("segments", env={**os.environ, "COLUMNS": "200"}).stdout
+        assert f"same object as {os.path.basename(b)}" in table, table
+    finally:
+        os.close(fd)
+        for p in (a, b):
+            if os.path.exists(p):
+                os.unlink(p)
+
+
 def test_folders_in_dev_shm_are_counted_and_named_but_not_listed_as_objects(tmp_path):
     """Files in a folder of /dev/shm fill it as objects do, but no shm_open name reaches them: the fill
     must not be a mystery, nor the folder an 'object'."""

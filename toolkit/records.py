@@ -681,6 +681,7 @@ class SharedObject(NamedTuple):
     via_pid: Optional[int] = None  # not in our namespace: a process in its own, through which it is reached
     semaphore: Optional[bool] = None  # POSIX: a named semaphore (glibc keeps sem_open's as /dev/shm/sem.NAME)
     locked: Optional[bool] = None  # System V: SHM_LOCK, never swapped out (Unevictable in /proc/meminfo)
+    also_named: tuple = ()  # POSIX: the other names of the same file (hard links): one object, not two
 
 
 class DevShm(NamedTuple):

@@ -511,6 +511,12 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                                                folder_files=in_folders[0] if known else None,
                                                folder_bytes=in_folders[1] if known else None,
                                                unreadable_folders=tuple(in_folders[2]))
+    # hard links: one object under several names, its memory counted once (export, notes)
+    names_of = {}
+    for o in posix:
+        names_of.setdefault((o.device, o.inode), []).append(o.name)
+    posix = [o._replace(also_named=tuple(n for n in names_of[o.device, o.inode] if n != o.name))
+             if len(names_of[o.device, o.inode]) > 1 else o for o in posix]
     dev_shm = [d._replace(processes=tuple(sorted(mounts[_st(d.device)][2])[:8])) for d in dev_shm]
     for where, ns, vfs in inode_views:
         if vfs is not None and vfs.f_files and vfs.f_ffree == 0:  # ENOSPC with bytes to spare

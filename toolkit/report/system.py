@@ -16,6 +16,7 @@ def _object_json(o) -> dict:
     # names can hold any byte: valid UTF-8 with escapes for strict parsers, and the exact bytes beside it
     d["name"] = escape(o.name)
     d["name_hex"] = raw_hex(o.name)
+    d["also_named"] = [escape(n) for n in o.also_named]
     return d
 
 
@@ -43,6 +44,9 @@ def _flags(o) -> str:
         out.append("removal pending")
     if o.locked:  # SHM_LOCK: unswappable, like ipcs -m's "locked"
         out.append("locked")
+    if o.also_named:  # a hard link: the same pages, not more of them
+        out.append("same object as " + ", ".join(escape(n) for n in o.also_named[:2])
+                   + (f" +{len(o.also_named) - 2}" if len(o.also_named) > 2 else ""))
     if o.world_writable:
         out.append("world-writable")
     elif o.world_readable:
@@ -356,7 +360,9 @@ def prometheus_text(seg, foot) -> str:
             lab = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
             lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
 
-    objs = {k: v for k, v in (("sysv", seg.sysv), ("posix", seg.posix)) if k not in seg.unlisted}
+    # a POSIX object with two names (a hard link) is one object: counted, and its bytes summed, once
+    once = list({(o.namespace, o.device, o.inode): o for o in seg.posix}.values())
+    objs = {k: v for k, v in (("sysv", seg.sysv), ("posix", once)) if k not in seg.unlisted}
     metric("shmkit_listing_complete", "1 when the kind's objects could be listed here; 0 when not (a kernel "
            "without System V IPC), and its counts below are left out.", "gauge",
            [({"kind": k}, int(k not in seg.unlisted)) for k in ("sysv", "posix")])
