@@ -198,11 +198,11 @@ def _build_ids(fs: ProcFS, pid, maps: bytes | None, out: dict) -> None:
 
 
 def _status_uids(status) -> set:
-    """The real and effective uids on a captured status file's Uid: line."""
-    for line in (status or b"").splitlines():
-        if line.startswith(b"Uid:"):
-            return {int(w) for w in line.split()[1:3] if w.isdigit()}
-    return set()
+    """The real and effective uids of a captured status file."""
+    from toolkit.proc.process import parse_status
+
+    words = parse_status((status or b"").decode("ascii", "replace")).get("Uid", "").split()
+    return {int(w) for w in words[:2] if w.isdigit()}
 
 
 def _user_names(fs: ProcFS, uids: set, stat_meta: dict) -> dict:

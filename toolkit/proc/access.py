@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from toolkit.errors import ShmkitError
 from toolkit.proc.fs import ProcFS, default_fs
+from toolkit.proc.process import read_status
 from toolkit.records import Access
 from toolkit.units import counted
 
@@ -15,14 +16,6 @@ CAP_NAMES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KI
              "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
              "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
              "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE")
-
-
-def _status(fs: ProcFS, pid) -> dict:
-    out = {}
-    for line in fs.read_text(pid, "status").splitlines():
-        key, _, value = line.partition(":")
-        out[key] = value.strip()
-    return out
 
 
 def proc_mount_options(fs: ProcFS) -> list:
@@ -37,7 +30,7 @@ def proc_mount_options(fs: ProcFS) -> list:
 
 def read_access(fs: ProcFS | None = None) -> Access:
     fs = fs or default_fs()
-    st = _status(fs, "self")
+    st = read_status("self", fs)
     uid = int(st.get("Uid", "0").split()[1])  # effective
     cap_eff = int(st.get("CapEff", "0"), 16)
     hidepid = None
@@ -54,7 +47,7 @@ def read_access(fs: ProcFS | None = None) -> Access:
 def _real_uid(fs: ProcFS, pid):
     """The real uid of pid from its status (readable where its maps are not), or None."""
     try:
-        return int(_status(fs, pid).get("Uid", "").split()[0])
+        return int(read_status(pid, fs).get("Uid", "").split()[0])
     except (ShmkitError, OSError, ValueError, IndexError):
         return None
 
@@ -101,7 +94,7 @@ def why_denied(fs: ProcFS, a: Access, pids) -> str:
     ours = a.cap_eff
     for pid in pids[:5]:
         try:
-            theirs = int(_status(fs, pid).get("CapPrm", "0"), 16)
+            theirs = int(read_status(pid, fs).get("CapPrm", "0"), 16)
         except (ShmkitError, OSError, ValueError):
             continue
         missing = theirs & ~ours
