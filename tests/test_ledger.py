@@ -146,6 +146,7 @@ def test_hugetlb_segments_get_their_real_size(reserved_hugepages):
             p.call("touch", region="h", write=True, work=huge)
             d = json.loads(run_shmkit("footprint", "--json", str(p.pid)).stdout)
             assert d["processes"][0]["hugetlb_bytes"] == huge
+            assert d["totals"]["hugetlb_bytes"] == huge  # the totals sum every column the rows have
             led = scan_ledger(pids=[p.pid])
             assert sum(g.pss_bytes["hugetlb"] for g in led.cgroups) == huge
             seg = next(o for o in led.objects if o.kind == "sysv" and o.shmid == handle.shmid)

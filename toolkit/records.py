@@ -759,7 +759,7 @@ class FootprintReport(NamedTuple):
         return self.denied + self.vanished
 
     def totals(self) -> dict:
-        keys = ("rss", "pss", "uss", "swap", "swap_pss")
+        keys = ("rss", "pss", "uss", "swap", "swap_pss", "hugetlb")
         return {k: sum(getattr(p, k) for p in self.processes) for k in keys}
 
 
