@@ -524,6 +524,32 @@ def test_zombies_and_kernel_threads_are_named():
         z.wait()
 
 
+def test_the_ledger_says_what_it_skipped_as_the_process_view_does():
+    """footprint PID --by object/cgroup printed an empty table and exited 0 for a PID that was gone, and
+    said nothing of a named zombie or kernel thread: the process view makes the first an error and notes
+    the others."""
+    z = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 5
+    while open(f"/proc/{z.pid}/stat").read().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    kthreads = [int(p) for p in os.listdir("/proc") if p.isdigit() and
+                int(open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[6]) & 0x00200000]
+    try:
+        for by in ("cgroup", "object"):
+            d = json.loads(run_shmkit("footprint", "--by", by, "--json", str(z.pid), *map(str, kthreads[:1])).stdout)
+            assert "1 zombie skipped (exited, no memory left)" in d["notes"], d
+            if kthreads:
+                assert "1 kernel thread skipped (no user memory)" in d["notes"], d
+            r = run_shmkit("footprint", "--by", by, str(gone.pid))
+            assert r.returncode == 1 and r.stderr.strip().endswith(f"process {gone.pid} does not exist (it may have "
+                                                                   "exited)"), r
+            assert run_shmkit("footprint", str(gone.pid)).stderr == r.stderr  # as the process view says it
+    finally:
+        z.wait()
+
 # ------------------------------------------------------------------ hostile names
 
 

@@ -633,6 +633,37 @@ def test_as_nobody_a_folder_in_dev_shm_it_may_not_read_is_unknown_not_an_error(n
         if "folder" in locals():
             shutil.rmtree(folder)
 
+def test_a_process_the_recorder_could_not_read_replays_as_not_readable_not_as_gone(nobody_env):
+    """A snapshot taken by uid 65534 holds no smaps of root's processes. Replay took each for a process that
+    had exited ("1 exited during the scan", pss complete): it must say, as live did, that it was not
+    readable, and why."""
+    import tempfile
+
+    root_proc = subprocess.Popen(["sleep", "60"])
+    folder = tempfile.mkdtemp(prefix="shmkit-test-")  # in /tmp: nobody cannot reach pytest's own folders
+    os.chmod(folder, 0o777)
+    snap = os.path.join(folder, "s.tar.gz")
+    try:
+        live = json.loads(run_as_nobody(nobody_env, "footprint", "--json").stdout)
+        assert live["denied"] >= 1 and not live["complete"]
+        assert run_as_nobody(nobody_env, "snapshot", snap).returncode == 0
+        d = json.loads(run_shmkit("footprint", "--json", "--from", snap).stdout)
+        assert d["denied"] >= 1 and d["vanished"] == 0 and not d["complete"], d
+        assert any("not readable" in n for n in d["notes"]), d["notes"]
+        r = run_shmkit("footprint", str(root_proc.pid), "--from", snap)
+        assert r.returncode == 1 and f"process {root_proc.pid}:" in r.stderr and "exist" not in r.stderr, r.stderr
+        for by in ("cgroup", "object"):
+            led = json.loads(run_shmkit("footprint", "--by", by, "--json", "--from", snap).stdout)
+            assert not led["complete"] and any("not readable" in n for n in led["notes"]), led["notes"]
+            assert not any("exited during the scan" in n for n in led["notes"]), led["notes"]
+        prom = run_shmkit("export", "--prometheus", "--from", snap).stdout
+        assert "shmkit_pss_complete 0" in prom
+    finally:
+        root_proc.kill()
+        root_proc.wait()
+        shutil.rmtree(folder)
+
+
 
 def test_a_snapshot_replays_under_a_python_whose_tarfile_has_no_filter(nobody_env, tmp_path):
     """Debian 12's Python 3.11.2 has no extraction filter (it came in 3.11.4): replay must still work there,

@@ -13,7 +13,7 @@ import os
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
 from toolkit.measure.system import ANON_SHARED, _completeness, _pool_map, classify_rows
-from toolkit.proc.access import read_access
+from toolkit.proc.access import read_access, why_denied
 from toolkit.proc.cgroup import (
     inode_paths,
     memory_hierarchy,
@@ -132,6 +132,7 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
     denied = [pid for pid, _, err in results if err == "denied"]
     access = read_access(fs)
     complete, notes = _completeness(fs, access, denied, len(candidates))
+    notes += _skipped(fs, access, results, bool(pids))
     pfns = access.privileged if pfns is None else (pfns and access.privileged)
     groups, objects = {}, {}
     for pid, data, err in results:
@@ -207,6 +208,31 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
     sources = {(o["kind"], key[1], key[2]): (o["maps"][0][0], o["maps"][0][2]) for key, o in objects.items()}
     return Ledger(h.version if h else None, tuple(cgroups), tuple(out_objects), library_copies(out_objects, fs, sources),
                   access.privileged, complete, notes)
+
+
+def _skipped(fs, access, results, named) -> tuple:
+    """What the scan passed over, as the process view says it. A process the user named that is gone or
+    may not be read is an error there, and so here; a zombie or kernel thread has no memory: a note."""
+    zombies = kernel = vanished = 0
+    for pid, _data, err in results:
+        if err == "empty":
+            state = fs.task_state(pid)
+            if state is None:
+                err = "vanished"
+            elif state == "zombie":
+                zombies += 1
+            elif state == "kernel thread":
+                kernel += named  # every host has them: said only of one the user named
+        if err == "vanished":
+            if named:
+                raise NoSuchProcess(pid)
+            vanished += 1
+        if err == "denied" and named:
+            raise AccessDenied(pid, f"process {pid}: {why_denied(fs, access, [pid])}")
+    return tuple(note for n, note in ((zombies, f"{counted(zombies, 'zombie')} skipped (exited, no memory left)"),
+                                      (kernel, f"{counted(kernel, 'kernel thread')} skipped (no user memory)"),
+                                      (vanished, f"{counted(vanished, 'process', 'processes')} exited during "
+                                                 "the scan")) if n)
 
 
 SHMEM_KINDS = ("sysv", "posix", "memfd", "tmpfs")

@@ -50,10 +50,16 @@ class _Tar:
         self.tar.addfile(info)
 
 
-def _read(path: str):
+def _read(path: str, denied: list | None = None):
+    """The file's bytes, or None; a file the kernel refused is added to `denied`, so that replay refuses
+    it too instead of taking the process for gone."""
     try:
         with open(path, "rb") as f:
             return f.read()
+    except PermissionError:
+        if denied is not None:
+            denied.append(path)
+        return None
     except OSError:
         return None
 
@@ -116,9 +122,12 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
             for i, pid in enumerate(pids):
                 if i % 50 == 0:
                     progress("capturing processes", i, len(pids))
-                files = {n: _read(fs.path(pid, n)) for n in PER_PID}
+                refused = []
+                files = {n: _read(fs.path(pid, n), refused) for n in PER_PID}
                 if files["stat"] is None:
                     continue  # gone
+                if refused:  # as the host names them: /proc/PID/NAME
+                    stat_meta.setdefault("denied", []).extend(f"/proc/{pid}/{p.rsplit('/', 1)[1]}" for p in refused)
                 captured += 1
                 uids.update(_status_uids(files["status"]))
                 for n, data in files.items():

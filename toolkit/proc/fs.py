@@ -66,6 +66,9 @@ class ProcFS:
         where = where or self.path(*rel)
         if isinstance(err, PermissionError) or err.errno == errno.EACCES:
             return AccessDenied(where, f"permission denied reading {where}")
+        if self.recorded and rel and isinstance(err, FileNotFoundError) and \
+                "/".join(("/proc", *map(str, rel))) in self._recorded_stat().get("denied", ()):
+            return AccessDenied(where, f"permission denied reading {where} (when it was recorded)")
         if pid is not None and (isinstance(err, (FileNotFoundError, ProcessLookupError)) or err.errno == errno.ESRCH):
             # ESRCH from a file of a process that still exists: a zombie or a kernel thread (no address
             # space); only a /proc/PID that is really gone means the process is
@@ -464,6 +467,10 @@ def _checked_stat(meta) -> dict:
         elif key == "unlisted":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise bad("unlisted is not a list of folders")
+        elif key == "denied":  # files of /proc the recorder was refused
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise bad("denied is not a list of files")
+            meta[key] = frozenset(value)
         elif key == "users":
             if not isinstance(value, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in value.items()):
                 raise bad("users is not an object of uid -> user name")
