@@ -80,6 +80,25 @@ def test_globals_on_a_library_with_clean_data_pages(tmp_path):
     assert "shmkit_" in story["steps"][0]["claim"]
 
 
+def test_globals_says_why_it_shows_clean_pages_with_another_library(tmp_path):
+    """A library whose one data page is written at load (a relocated pointer) has no clean page to show:
+    the step used to name another library without a word about the one the user asked for."""
+    src = tmp_path / "g.c"
+    src.write_text("int shmkit_x = 1;\nint *shmkit_p = &shmkit_x;\n")
+    lib = tmp_path / "libgw.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    os.sync()
+    story, _ = _demo_json("globals", "--library", str(lib))
+    _consistent(story)
+    step = story["steps"][1]
+    if step["holds"] is None:  # no library here has a clean data page: nothing else to show it with
+        assert step["why_not"], step
+        return
+    first = step["evidence"][0]
+    assert first.startswith(f"{lib}: every page of its rw-p mapping") and "shown with another library" in first, step
+    assert not step["evidence"][1].startswith(str(lib)), step
+
+
 @pytest.mark.parametrize("name", DEMOS)
 def test_demo_script(name):
     r = subprocess.run([sys.executable, f"demos/{name}.py"], capture_output=True, text=True, cwd=REPO, timeout=60)

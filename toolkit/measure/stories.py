@@ -15,6 +15,7 @@ from toolkit.proc.pagemap import PAGE_SIZE, pfns_visible_here, read_pagemap
 from toolkit.proc.system import read_sysvipc_shm
 from toolkit.records import Step, Story
 from toolkit.report.view import escape  # a library's path is anyone's bytes
+from toolkit.units import counted
 
 
 def _verdict(steps, good: str, bad: str) -> str:
@@ -324,6 +325,7 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
             steps.append(Step("A library global is per process", (), None, f"no global variable found in {escape(h.path)}"))
     # pages of the data segment nobody wrote are still the page cache's (Shared_Clean) until the first write
     chosen = None
+    instead = ()  # the library the user named, when another shows this step: why
     for name in ((library,) if library else ()) + CLEAN_DATA_CANDIDATES:
         try:
             chosen = resolve_library(name)
@@ -336,12 +338,18 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
                 continue
             lo, hi = r["extra"]["data_file"][0] if r["extra"]["data_file"] else (0, 0)
             if hi <= lo:
+                if name == library:
+                    instead = (f"{escape(chosen)} has no data pages from its file (its writable segment is all "
+                               ".bss): shown with another library",)
                 continue
             g[0].call("touch", region="lib", write=False, addr=lo, length=hi - lo)
             e = find_mapping(read_smaps(g[0].pid), lo)
             rng = read_pagemap(g[0].pid, lo, hi)
             clean = [i for i, (pr, f) in enumerate(zip(rng.present, rng.file_or_shared_anon)) if pr and f]
             if not clean:
+                if name == library:
+                    instead = (f"{escape(chosen)}: every page of its rw-p mapping ({counted(len(rng), 'page')}) was "
+                               "written at load (relocations, start-up code): shown with another library",)
                 continue
             page = lo + clean[0] * PAGE_SIZE
             pd0 = e.get("Private_Dirty", 0)
@@ -361,11 +369,11 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
                      if after.pfns_visible and after.pfns[0] is not None and rng.pfns[clean[0]] is not None else "")
             steps.append(Step(
                 "Data pages nobody wrote are still shared with the page cache until the first write",
-                (f"{escape(chosen)}: pagemap shows {len(clean)} of {len(rng)} pages of its rw-p mapping still the "
-                 f"file's pages in the page cache ({smaps_says})",
-                 f"one write to one of them: the page is "
-                 f"{'still the file' if file_after else 'now anonymous (a private copy)'}{moved}; Private_Dirty "
-                 f"{pd0} -> {e2.get('Private_Dirty', 0)} bytes"),
+                instead + (f"{escape(chosen)}: pagemap shows {len(clean)} of {len(rng)} pages of its rw-p mapping "
+                           f"still the file's pages in the page cache ({smaps_says})",
+                           f"one write to one of them: the page is "
+                           f"{'still the file' if file_after else 'now anonymous (a private copy)'}{moved}; "
+                           f"Private_Dirty {pd0} -> {e2.get('Private_Dirty', 0)} bytes"),
                 # the page turning from the file's into an anonymous one is the proof; Private_Dirty may
                 # already count page-cache pages that are dirty in the cache (a file just written)
                 not file_after and (not after.pfns_visible or after.pfns[0] != rng.pfns[clean[0]])))
