@@ -251,6 +251,29 @@ def test_unprivileged_footprint_and_segments(nobody_env):
     assert json.loads(r.stdout)["unreadable"] > 0
 
 
+def test_as_nobody_an_attacher_it_cannot_see_is_unknown_not_nobody(nobody_env):
+    """A 0600 segment of root's, attached by root (this test): uid 65534 may not read root's maps, so whom
+    it is attached to is unknown. The table said '-' (nobody) beside nattch 1; JSON keeps the attachers it
+    saw, with complete false."""
+    import sysv_ipc
+
+    seg = sysv_ipc.SharedMemory(None, sysv_ipc.IPC_CREX, mode=0o600, size=65536)
+    try:
+        seg.write(b"\1")
+        wide = {**nobody_env, "env": {**nobody_env["env"], "COLUMNS": "250"}}
+        table = run_as_nobody(wide, "segments").stdout
+        row = next(line for line in table.splitlines() if line.strip().startswith(str(seg.id) + " "))
+        assert re.search(r"\s\?\s{2,}other user", row), row  # attached now: '?', then the flags
+        d = json.loads(run_as_nobody(nobody_env, "segments", "--json").stdout)
+        mine = next(o for o in d["sysv"] if o["shmid"] == seg.id)
+        assert mine["nattch"] == 1 and mine["attachers"] == [] and d["complete"] is False
+        mine_root = next(o for o in json.loads(run_shmkit("segments", "--json").stdout)["sysv"] if o["shmid"] == seg.id)
+        assert [a["pid"] for a in mine_root["attachers"]] == [os.getpid()]  # root sees who: no '?' there
+    finally:
+        seg.detach()
+        seg.remove()
+
+
 def test_demo_who_is_attached():
     r = subprocess.run([sys.executable, "demos/who_is_attached.py"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr

@@ -66,6 +66,15 @@ def _who(o, limit=4) -> str:
     return ", ".join(names) + (f" +{more}" if more > 0 else "") if names else "-"
 
 
+def _who_unsure(o) -> str:
+    """_who on a scan that could not read every process: attachers it could not see are '?', not nobody
+    (a segment with nattch 1 and no readable attacher read '-')."""
+    unseen = (o.nattch or 0) > len(o.attachers) if o.kind == "sysv" else o.orphan is None
+    if not unseen:
+        return _who(o)
+    return _who(o) + ", ?" if o.attachers else "?"
+
+
 def _hb(n):
     return human_bytes(n) if n is not None else "-"
 
@@ -131,12 +140,17 @@ def _with_change(columns, changes):
     return columns + (Column("change", lambda o: segment_change(o, changes), text=True),)
 
 
+def _unsure(columns):
+    return tuple(c._replace(get=_who_unsure) if c.get is _who else c for c in columns)
+
+
 def segments_renderables(r, console, changes=None) -> list:
     out = []
     count = "could not be listed" if "sysv" in r.unlisted else len(r.sysv)
-    views = [View(f"System V segments ({count})", _with_change(SYSV_COLUMNS, changes), list(r.sysv)),
+    sysv, posix = (SYSV_COLUMNS, POSIX_COLUMNS) if r.complete else (_unsure(SYSV_COLUMNS), _unsure(POSIX_COLUMNS))
+    views = [View(f"System V segments ({count})", _with_change(sysv, changes), list(r.sysv)),
              View(f"POSIX objects in /dev/shm ({'could not be listed' if 'posix' in r.unlisted else len(r.posix)})",
-                  _with_change(POSIX_COLUMNS, changes), list(r.posix))]
+                  _with_change(posix, changes), list(r.posix))]
     if r.memfd or r.deleted or r.anonymous:
         views.append(View("memfd, deleted-file and shared anonymous mappings", MAPPED_COLUMNS,
                           list(r.memfd + r.deleted + r.anonymous)))
