@@ -14,6 +14,17 @@ from toolkit.cli.common import (
 )
 from toolkit.report.view import json_text
 
+
+def _story_width():
+    """The width to fold a story at: a terminal's, or the one COLUMNS names (a user who sets it in a pipe
+    asks for that width, as the tables take it); else None, a line per claim and per evidence, for grep."""
+    import os
+
+    from toolkit.report.view import terminal_width
+
+    env = os.environ.get("COLUMNS", "")
+    return terminal_width() if sys.stdout.isatty() or (env.isdigit() and int(env) > 0) else None
+
 NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic")
 
 
@@ -35,7 +46,7 @@ def demo(name, library, as_json):
     if as_json:
         click.echo(json_text(report.to_json(story)))
     else:
-        report.render_text(story, sys.stdout)
+        report.render_text(story, sys.stdout, _story_width())
 
 
 @click.command()
@@ -55,7 +66,7 @@ def explain(library, peers, as_json, markdown, html_path):
     if as_json:
         click.echo(json_text(report.to_json(story)))
     else:
-        report.render_text(story, sys.stdout)
+        report.render_text(story, sys.stdout, _story_width())
     if markdown:
         text = io.StringIO()
         report.render_markdown(story, text)

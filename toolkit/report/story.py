@@ -19,8 +19,8 @@ def to_json(story) -> dict:
 
 
 def render_text(story, out, width=None) -> None:
-    """The story as text. On a terminal (or with a width) long lines fold at spaces under their own indent;
-    in a pipe each claim and each piece of evidence stays one line, for grep."""
+    """The story as text. On a terminal (or with a width: the CLI gives COLUMNS's) long lines fold at spaces
+    under their own indent; in a pipe each claim and each piece of evidence stays one line, for grep."""
     from toolkit.report.view import terminal_width, wrap
 
     if width is None and hasattr(out, "isatty") and out.isatty():

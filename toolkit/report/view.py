@@ -203,7 +203,7 @@ def _words(body: str) -> list:
     """The words of a line, a number and its unit as one ('28.0 KiB'), so that no break parts them."""
     words = []
     for word in body.split(" "):
-        if words and word in _UNITS and words[-1][-1:].isdigit():
+        if words and word.rstrip(",;:.)") in _UNITS and words[-1][-1:].isdigit():  # "KiB," too
             words[-1] += " " + word
         else:
             words.append(word)
