@@ -46,6 +46,7 @@ def test_compare_table():
     (["--library", "/etc/hostname"], "not an ELF file"),
     (["--library", "no-such-lib-xyz"], "no shared library named"),
     (["--library", os.path.join(LIBDIR, "libc.so")], "not an ELF file"),
+    (["--library", os.path.join(LIBDIR, "libc.a")], "an ar archive, not an ELF file (a static library"),
     (["--repeat", "0"], "must be at least 1"),
 ])
 def test_bad_input_one_line_no_traceback(args, needle):

@@ -247,6 +247,21 @@ def test_cli_json_and_several_paths(tmp_path):
     assert "truncated" in errors[0] and "not an ELF" in errors[1] and "directory" in errors[2] and "no such file" in errors[3]
 
 
+def test_a_static_library_is_named_an_archive_not_a_linker_script(tmp_path):
+    """ar's magic is printable text: a .a read "not an ELF file (text, perhaps a linker script)"."""
+    obj, archive = tmp_path / "a.o", tmp_path / "liba.a"
+    (tmp_path / "a.c").write_text("int shmkit_a = 1;\n")
+    subprocess.run(["gcc", "-c", "-o", str(obj), str(tmp_path / "a.c")], check=True)
+    subprocess.run(["ar", "rcs", str(archive), str(obj)], check=True)
+    r = run_shmkit("elf", str(archive), str(obj))
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"shmkit: {archive}: an ar archive, not an ELF file (a static library: its objects are linked into "
+        "programs, not mapped)"], r.stderr
+    assert "a relocatable object" in r.stdout  # its member, named on its own, is read
+    r = run_shmkit("compare", "--library", str(archive), "--size", "4K")
+    assert r.returncode == 1 and "an ar archive" in r.stderr and "linker script" not in r.stderr
+
+
 def test_cli_table_and_join():
     r = run_shmkit("elf", os.path.join(LIBDIR, "libc.so.6"))
     assert r.returncode == 0 and "Program Headers:" in r.stdout and "Section to Segment mapping" in r.stdout

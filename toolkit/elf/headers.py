@@ -70,9 +70,7 @@ def read_elf(path: str) -> ElfInfo:
         size = st.st_size
         head = os.pread(fd, 16, 0)
         if head[:4] != b"\x7fELF":
-            if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
-                raise NotELF(f"{path}: not an ELF file (text, perhaps a linker script)")
-            raise NotELF(f"{path}: not an ELF file")
+            raise NotELF(f"{path}: {not_elf(head)}")
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
             return _read(path, m, size)
     except (struct.error, IndexError, ValueError, OverflowError) as err:
@@ -83,6 +81,15 @@ def read_elf(path: str) -> ElfInfo:
         raise NotELF(f"{path}: {err.strerror or err}") from err
     finally:
         os.close(fd)
+
+
+def not_elf(head: bytes) -> str:
+    """What a file whose first bytes lack the ELF magic is, as far as they tell."""
+    if head[:8] in (b"!<arch>\n", b"!<thin>\n"):  # ar's magic: printable, but no linker script
+        return "an ar archive, not an ELF file (a static library: its objects are linked into programs, not mapped)"
+    if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        return "not an ELF file (text, perhaps a linker script)"
+    return "not an ELF file"
 
 
 # Header layouts (elf.h): ELF header after e_ident, program header, section header

@@ -70,7 +70,9 @@ def resolve_library(spec: str | None) -> str:
     except OSError as err:
         raise NotELF(f"{path}: {err.strerror or err}") from err
     if head[:4] != _ELF_MAGIC:
-        raise NotELF(f"{path}: not an ELF file, so not a shared library")
+        from toolkit.elf.headers import not_elf
+
+        raise NotELF(f"{path}: {not_elf(head)}, so not a shared library")
     if len(head) < 18:
         raise NotELF(f"{path}: truncated ELF header")
     e_type = int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
