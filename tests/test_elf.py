@@ -248,7 +248,8 @@ def test_cli_json_and_several_paths(tmp_path):
 
 
 def test_a_static_library_is_named_an_archive_not_a_linker_script(tmp_path):
-    """ar's magic is printable text: a .a read "not an ELF file (text, perhaps a linker script)"."""
+    """ar's magic is printable text: a .a read "not an ELF file (text, perhaps a linker script)", and so did a
+    shell script."""
     obj, archive = tmp_path / "a.o", tmp_path / "liba.a"
     (tmp_path / "a.c").write_text("int shmkit_a = 1;\n")
     subprocess.run(["gcc", "-c", "-o", str(obj), str(tmp_path / "a.c")], check=True)
@@ -258,6 +259,9 @@ def test_a_static_library_is_named_an_archive_not_a_linker_script(tmp_path):
         f"shmkit: {archive}: an ar archive, not an ELF file (a static library: its objects are linked into "
         "programs, not mapped)"], r.stderr
     assert "a relocatable object" in r.stdout  # its member, named on its own, is read
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\nexec true\n")
+    assert run_shmkit("elf", str(script)).stderr.strip() == f"shmkit: {script}: a script (#!), not an ELF file"
     r = run_shmkit("compare", "--library", str(archive), "--size", "4K")
     assert r.returncode == 1 and "an ar archive" in r.stderr and "linker script" not in r.stderr
 

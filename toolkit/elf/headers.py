@@ -87,6 +87,8 @@ def not_elf(head: bytes) -> str:
     """What a file whose first bytes lack the ELF magic is, as far as they tell."""
     if head[:8] in (b"!<arch>\n", b"!<thin>\n"):  # ar's magic: printable, but no linker script
         return "an ar archive, not an ELF file (a static library: its objects are linked into programs, not mapped)"
+    if head[:2] == b"#!":  # /usr/bin holds many: `elf /usr/bin/*` must not call them linker scripts
+        return "a script (#!), not an ELF file"
     if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
         return "not an ELF file (text, perhaps a linker script)"
     return "not an ELF file"
