@@ -324,6 +324,32 @@ def test_usage_errors_exit_2_before_anything_runs(args, needle):
     assert time.monotonic() - t0 < 10  # refused at once, not after measuring
 
 
+def test_as_nobody_an_unwritable_folder_is_refused_before_the_run_and_snapshot_dash_writes_a_roots_pipe(nobody_env):
+    """A folder this user may not write was found out only when the run was over ("cannot write ...:
+    Permission denied" after a whole bench). And `snapshot -` opened /dev/stdout anew, which a pipe of
+    another user's (made by root's shell, as under sudo -u) refuses: it writes fd 1 now."""
+    import io
+    import tarfile
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="shmkit-test-")  # root's, 0700 by mkdtemp: 0755 lets nobody in, not write
+    os.chmod(folder, 0o755)
+    try:
+        for args in (["compare", "--size", "4K", "--peers", "2", "--html", f"{folder}/x.html"],
+                     ["bench", "--sizes", "4K", "--csv", f"{folder}/x.csv"], ["snapshot", f"{folder}/s.tar.gz"]):
+            t0 = time.monotonic()
+            r = run_as_nobody(nobody_env, *args)
+            assert r.returncode == 2 and "its folder may not be written by this user" in r.stderr, (args, r.stderr)
+            assert r.stdout == "" and time.monotonic() - t0 < 10, args  # refused at once, nothing measured
+        r = subprocess.run([nobody_env["python"], "-m", "toolkit", "snapshot", "-"], env=nobody_env["env"],
+                           user=65534, group=65534, extra_groups=[], cwd=nobody_env["cwd"], capture_output=True,
+                           timeout=120)
+        assert r.returncode == 0 and r.stderr.decode().startswith("standard output: "), r.stderr
+        assert "host/proc/self/status" in tarfile.open(fileobj=io.BytesIO(r.stdout)).getnames()
+    finally:
+        shutil.rmtree(folder)
+
+
 # ------------------------------------------------------------------ odd files and processes
 
 

@@ -49,7 +49,12 @@ def replacing(path: str, mode: int = 0o644):
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        opened = _open_fifo(path) if stat.S_ISFIFO(st.st_mode) else open(path, "wb")
+        if _is_stdout(st):
+            # our own standard output: written through fd 1, not opened anew (another user's pipe, as under
+            # sudo -u, refuses an open of /dev/stdout with EACCES where fd 1 itself is ours to write)
+            opened = os.fdopen(os.dup(1), "wb")
+        else:
+            opened = _open_fifo(path) if stat.S_ISFIFO(st.st_mode) else open(path, "wb")
         with opened as f:
             yield f
         return
@@ -74,6 +79,13 @@ def replacing(path: str, mode: int = 0o644):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _is_stdout(st) -> bool:
+    try:
+        return os.path.samestat(st, os.fstat(1))
+    except OSError:  # no fd 1
+        return False
 
 
 def _name(fd: int, where: str) -> None:

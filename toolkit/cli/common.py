@@ -60,8 +60,9 @@ class OutputFile(PathName):
 
 def folder_problem(path: str):
     """Why the folder of a file to write cannot take it ('its folder does not exist'; not reachable, as a
-    folder under another user's 0700 home is), or None."""
+    folder under another user's 0700 home is; not writable here), or None."""
     import os
+    import stat
 
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -72,6 +73,16 @@ def folder_problem(path: str):
         return "its folder does not exist"
     if not os.path.isdir(folder):
         return "its folder does not exist"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a device or FIFO (/dev/stdout) is written in place, not made in the folder
+    except OSError:
+        pass  # a new file: made in the folder
+    # the file is made in its folder and renamed over the name (outfile.replacing): the folder must take it
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return "its folder is on a read-only file system"
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return "its folder may not be written by this user (permission denied)"
     return None
 
 

@@ -268,6 +268,7 @@ def snapshot(file):
     from toolkit.errors import BadInput
     from toolkit.measure.snapshot import take_snapshot, tar_mode
 
+    named = file
     if file == "-":  # standard output, as /dev/stdout is: a pipe to ssh or a file it is redirected to
         if sys.stdout.isatty():
             raise click.BadParameter("'-' would write a compressed archive to the terminal: redirect it "
@@ -288,5 +289,6 @@ def snapshot(file):
     from toolkit.report.view import escape
 
     size = "" if summary["bytes"] is None else f", {summary['bytes']} bytes"
-    click.echo(f"{escape(summary['file'])}: {summary['processes']} processes{size}", err=is_stdout(file))
+    where = "standard output" if named == "-" else escape(summary["file"])
+    click.echo(f"{where}: {summary['processes']} processes{size}", err=is_stdout(file))
 

@@ -183,9 +183,9 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
                 _pfn_runs(t, fs)
             stat_meta["users"] = _user_names(fs, uids, stat_meta)
             t.add(RECORDED_STAT, json.dumps(stat_meta, indent=0, sort_keys=True).encode())
-        try:
-            size = out.tell()
-        except OSError:  # a pipe
+        try:  # a pipe has no size, and a device's position (/dev/null's) is not one
+            size = out.tell() if stat.S_ISREG(os.fstat(out.fileno()).st_mode) else None
+        except OSError:
             size = None
     return {"processes": captured, "file": path, "bytes": size}
 
