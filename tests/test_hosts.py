@@ -254,3 +254,61 @@ def test_a_recording_with_stat_fields_we_do_not_read_is_still_read():
         _checked_stat({"/dev/shm/x": {"st_size": "4096"}})
     with pytest.raises(BadInput, match="lacks a field"):
         _checked_stat({"statvfs": {"/dev/shm": {"f_blocks": 10}}})
+
+
+# what no kernel writes, in each kind of file a replay parses: a recording is anyone's file
+DAMAGE = [
+    (f"proc/{SLEEPER}/stat", b"17908 (sleep) S 1 2 3 4 5 K 7 8\n"),
+    (f"proc/{PEER}/maps", b"\xff\xfe not a maps line\n"),
+    (f"proc/{PEER}/smaps", b"7f00-7f01 r--p 0000 fe:01 12 /x\nRss:  lots kB\n"),
+    (f"proc/{PEER}/smaps_rollup", b"00400000-7fff ---p 00000000 00:00 0 [rollup]\nPss: \x00 kB\n"),
+    (f"proc/{SLEEPER}/status", b"Name:\tsleep\nUid:\tnobody\n"),
+    ("proc/sysvipc/shm", b"key shmid perms\n  zz  yy  ww\n"),
+    ("proc/meminfo", b"MemTotal: a lot\n"),
+    ("recorded-stat.json", b'{"statvfs": [1, 2'),
+]
+
+
+@pytest.mark.parametrize("rel,data", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_recording_is_one_line_never_a_traceback(tmp_path, rel, data):
+    """A stat with a letter where the flags are, a cut runs.json, a maps line of noise: each once ended a
+    replay in a traceback (a worker thread's, then a TypeError of the main one)."""
+    root = tmp_path / "host"
+    shutil.copytree(BASE, root)
+    (root / rel).write_bytes(data)
+    for args in (["segments", "--json"], ["footprint", "--json"], ["footprint", "--by", "kind"],
+                 ["footprint", "--by", "object", "--json"], ["export", "--prometheus"]):
+        r = run_shmkit(*args, "--root", str(root))
+        assert "Traceback" not in r.stderr and r.returncode in (0, 1), (args, r.stderr[-800:])
+        if r.returncode == 1:
+            assert len(r.stderr.strip().splitlines()) == 1 and "Exception in thread" not in r.stderr, r.stderr
+
+
+def test_a_damaged_snapshot_names_the_member_not_the_private_folder(tmp_path):
+    import tarfile
+
+    root = tmp_path / "host"
+    shutil.copytree(BASE, root)
+    (root / f"proc/{SLEEPER}/stat").write_bytes(b"17908 (sleep) S 1 2 3 4 5 K 7 8\n")
+    (root / f"proc/{SLEEPER}/smaps_rollup").write_bytes(b"")  # no memory: its stat says what kind of process
+    (root / "snapshot.json").write_text(json.dumps({"format": "shmkit-snapshot 1", "page_size": 4096}))
+    snap = tmp_path / "s.tar.gz"
+    with tarfile.open(snap, "w:gz") as t:
+        t.add(root, "host")
+    r = run_shmkit("footprint", "--from", str(snap))
+    assert r.returncode == 1 and r.stderr.strip() == (f"Error: {snap}:proc/{SLEEPER}/stat: malformed: b'K' where a "
+                                                      "number belongs"), r.stderr
+
+
+def test_a_failure_in_a_scan_thread_is_raised_in_the_caller(capfd):
+    from toolkit.measure.system import _pool_map
+
+    def fn(i):
+        if i == 37:
+            raise LookupError("item 37")
+        return i * 2
+
+    with pytest.raises(LookupError, match="item 37"):
+        _pool_map(fn, range(100))
+    assert "Exception in thread" not in capfd.readouterr().err
+    assert _pool_map(lambda i: i + 1, range(50)) == list(range(1, 51))

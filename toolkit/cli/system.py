@@ -113,7 +113,7 @@ def _host(root, from_):
     if from_:
         from toolkit.measure.snapshot import opened
 
-        with opened(from_) as fs:
+        with opened(from_) as fs, _malformed(from_, fs.host_root):
             yield fs
     elif root:
         from toolkit.errors import BadInput
@@ -121,9 +121,33 @@ def _host(root, from_):
         fs = ProcFS.at_host(root)
         if not fs.shows_a_host():
             raise BadInput(f"{root}: not a recorded host (it has no proc/self/status)")
-        yield fs
+        with _malformed(root):
+            yield fs
     else:
         yield default_fs()
+
+
+@contextlib.contextmanager
+def _malformed(where, unpacked=None):
+    """A recording is anyone's file: what the kernel never writes (a stat with letters for numbers, a cut
+    JSON, a maps line of noise) fails a parser with ValueError and the like. From a recording, that is one
+    line naming it, not a traceback; live, it stays a bug of ours and escapes. A snapshot's files are
+    named as members of it (SNAPSHOT:proc/31/stat), not by the private folder it was unpacked into."""
+    import json
+    import struct
+
+    from toolkit.errors import BadInput, ShmkitError
+    from toolkit.report.view import escape
+
+    try:
+        yield
+    except ShmkitError as err:
+        if unpacked and unpacked.rstrip("/") + "/" in str(err):
+            raise BadInput(str(err).replace(unpacked.rstrip("/") + "/", f"{where}:")) from err
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, struct.error, json.JSONDecodeError) as err:
+        first = escape((str(err).splitlines() or [""])[0][:200])
+        raise BadInput(f"{where}: a file of this recording is malformed ({type(err).__name__}: {first})") from err
 
 
 @click.command()

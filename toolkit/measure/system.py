@@ -49,10 +49,15 @@ def _pool_map(fn, items):
     items = list(items)
     n = max(1, min(os.cpu_count() or 1, len(items) // 16 or 1))
     out = [None] * len(items)
+    failed = []  # what a thread raised: raised again here, as a plain loop would (a thread's own would
+    # be printed by threading's hook and leave None in `out`)
 
     def work(first):
-        for i in range(first, len(items), n):
-            out[i] = fn(items[i])
+        try:
+            for i in range(first, len(items), n):
+                out[i] = fn(items[i])
+        except BaseException as err:  # noqa: B036 - handed to the caller, not swallowed
+            failed.append(err)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(1, n)]
     for t in threads:
@@ -60,6 +65,8 @@ def _pool_map(fn, items):
     work(0)  # this thread takes the first share
     for t in threads:
         t.join()
+    if failed:
+        raise failed[0]
     return out
 
 

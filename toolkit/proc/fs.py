@@ -103,7 +103,7 @@ class ProcFS:
             return None
         if fields[0] in (b"Z", b"X"):
             return "zombie"
-        if len(fields) > 6 and int(fields[6]) & PF_KTHREAD:
+        if len(fields) > 6 and _number(fields[6], self.path(pid, "stat")) & PF_KTHREAD:
             return "kernel thread"
         return "running"
 
@@ -177,7 +177,11 @@ class ProcFS:
         """Read several (offset, length) runs from one binary file with one open. A recorded host keeps
         the parts of pagemap, kpagecount and kpagecgroup that were read, as FILE.runs.json."""
         if self.recorded and not self.exists(*rel) and self.exists(*rel[:-1], f"{rel[-1]}.runs.json"):
-            return _from_runs(self.read_text(*rel[:-1], f"{rel[-1]}.runs.json"), runs)
+            where = self.path(*rel[:-1], f"{rel[-1]}.runs.json")
+            try:
+                return _from_runs(self.read_text(*rel[:-1], f"{rel[-1]}.runs.json"), runs)
+            except (ValueError, TypeError, KeyError) as err:  # a recording is anyone's file
+                raise BadInput(f"{where}: malformed runs of a recording ({type(err).__name__})") from err
         try:
             fd = os.open(self.path(*rel), os.O_RDONLY)
         except OSError as err:
@@ -486,6 +490,13 @@ class _RecordedStatvfs:
     def __init__(self, f_blocks, f_bfree, f_bavail, f_frsize, f_files=0, f_ffree=0):
         self.f_blocks, self.f_bfree, self.f_bavail, self.f_frsize = f_blocks, f_bfree, f_bavail, f_frsize
         self.f_files, self.f_ffree = f_files, f_ffree  # 0 and 0: not recorded (older snapshots)
+
+
+def _number(field: bytes, where: str) -> int:
+    """A decimal field of a /proc file; what no kernel writes (a recording's damage) is named as such."""
+    if not field.isdigit():
+        raise BadInput(f"{where}: malformed: {field[:20]!r} where a number belongs")
+    return int(field)
 
 
 def _from_runs(text: str, wanted) -> list:
