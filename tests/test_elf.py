@@ -283,6 +283,29 @@ def test_cli_aslr():
     assert d["same_distance"] and d["distinct_bases"] >= 2 and len(d["peers"]) == 3
 
 
+def test_a_library_whose_data_is_all_relro_has_a_data_segment_too(tmp_path):
+    """A library whose RW segment is all RELRO (-nostdlib: .dynamic and .got only) has no rw-p mapping once
+    relocated. elf --aslr gave its data the text's address ('text->data 0x0'), compare said the distance
+    'differs' and explain called position independence NOT shown. Its data segment is its last mapping."""
+    src = tmp_path / "t.c"
+    src.write_text("int shmkit_f(void) { return 42; }\n")
+    lib = tmp_path / "librelro.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", str(lib), str(src)], check=True)
+    loads = [line.split() for line in subprocess.run(["readelf", "-lW", str(lib)], capture_output=True,
+                                                      text=True).stdout.splitlines() if line.strip().startswith("LOAD")]
+    rw = next(f for f in loads if f[6:8] == ["RW"] or f[6] == "RW")
+    text = next(f for f in loads if "E" in f[6:8])
+    expected = (int(rw[2], 16) & ~(os.sysconf("SC_PAGE_SIZE") - 1)) - (int(text[2], 16) & ~(os.sysconf("SC_PAGE_SIZE") - 1))
+    d = json.loads(run_shmkit("elf", "--aslr", "2", "--json", str(lib)).stdout)
+    assert d["same_distance"] and [p["text_to_data"] for p in d["peers"]] == [expected, expected], (d, expected)
+    c = json.loads(run_shmkit("compare", "--library", str(lib), "--size", "4K", "--peers", "2", "--json").stdout)
+    assert c["text_sharing"]["text_to_data"] == [expected, expected] and "differs" not in run_shmkit(
+        "compare", "--library", str(lib), "--size", "4K", "--peers", "2").stdout
+    story = json.loads(run_shmkit("explain", "--library", str(lib), "--peers", "2", "--json").stdout)
+    pic = next(s for s in story["steps"] if s["claim"].startswith("Position independent code"))
+    assert pic["holds"] is True and pic["evidence"][1] == f"code-to-data distance: {expected:#x}, {expected:#x}", pic
+
+
 def test_unreadable_file_as_nobody(nobody_env, tmp_path):
     secret = tmp_path / "secret.so"
     secret.write_bytes(open(os.path.join(LIBDIR, "libz.so.1"), "rb").read())

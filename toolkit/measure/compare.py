@@ -145,7 +145,8 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                                          [tuple(x) for x in replies[0]["extra"]["data_file"]], pfns_ok)
                 text_ranges = {pid: [(lo, hi) for lo, hi, _ in r] for pid, r in text.items()}
                 text_pages = fp.pagemaps_of(text_ranges)  # read once: text sharing and the footprint use it
-                sharing = text_sharing(path, text, data, privileged, text_pages)
+                sharing = text_sharing(path, text, {r["pid"]: r["extra"]["data_start"] for r in replies}, privileged,
+                                       text_pages)
 
                 progress("reading smaps and pagemap")
                 smaps = fp.smaps_of(group[i].pid for i in range(len(group)))

@@ -11,7 +11,7 @@ from toolkit.mechanisms.dso import Dso, resolve_library
 from toolkit.proc.pagemap import kpagecount_readable, pfns_visible_here
 from toolkit.records import Step, Story
 from toolkit.report.view import escape  # a library's path is anyone's bytes
-from toolkit.units import human_bytes, human_seconds
+from toolkit.units import counted, human_bytes, human_seconds
 
 NEEDS_ROOT = "physical page numbers (pagemap PFNs, kpagecount) need root"
 
@@ -91,7 +91,7 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
                   f"mode {m.visibility.mode}; a peer's write is seen by another: {m.visibility.peer_sees_write}")
         ev.append(f"{m.title}: create {human_seconds(ph['create'].median_s)}, attach {human_seconds(ph['attach'].median_s)}, "
                   f"first touch of {human_bytes(size)} {human_seconds(ph['first_touch'].median_s)} "
-                  f"({ph['first_touch'].minor_faults} faults); Pss summed over {peers} peers {human_bytes(f.pss_sum)}"
+                  f"({counted(ph['first_touch'].minor_faults, 'fault')}); Pss summed over {peers} peers {human_bytes(f.pss_sum)}"
                   + (f", physical {human_bytes(f.physical_bytes)}" if f.physical_bytes is not None else ""))
         ok = ok and bool(m.visibility.peer_sees_write) and abs(f.pss_sum - size) <= peers * os.sysconf("SC_PAGE_SIZE")
     steps.append(Step(

@@ -105,9 +105,11 @@ def global_write(peer_a, peer_b, region: str, path: str, data_file_a, privileged
     )
 
 
-def text_sharing(path: str, text_by_pid: dict, data_by_pid: dict, privileged: bool, pagemaps: dict) -> TextSharing:
+def text_sharing(path: str, text_by_pid: dict, data_start_by_pid: dict, privileged: bool,
+                 pagemaps: dict) -> TextSharing:
     """Are a library's code pages one physical copy in every peer? And where does each peer load it?
-    pagemaps: {pid: [PageRange]} of the text ranges, read once by the caller."""
+    pagemaps: {pid: [PageRange]} of the text ranges, read once by the caller; data_start_by_pid: where each
+    peer has the data segment (dso.data_start)."""
     pfn_lists = []
     for pid in text_by_pid:
         pfns = []
@@ -123,5 +125,6 @@ def text_sharing(path: str, text_by_pid: dict, data_by_pid: dict, privileged: bo
         if values:
             kmin, kmed = min(values), int(statistics.median(values))
     loads = tuple(ranges[0][0] - ranges[0][2] for ranges in text_by_pid.values())
-    dist = tuple(data_by_pid[pid][0][0] - text_by_pid[pid][0][0] for pid in text_by_pid if data_by_pid.get(pid))
+    dist = tuple(data_start_by_pid[pid] - text_by_pid[pid][0][0] for pid in text_by_pid
+                 if data_start_by_pid.get(pid) is not None)
     return TextSharing(path, pages, same, kmin, kmed, loads, dist)

@@ -14,6 +14,5 @@ def load_layout(library: str | None, n: int, env=None) -> PicResult:
     layouts = []
     for r in replies:
         text = r["extra"]["text"][0]
-        data = r["extra"]["data"][0] if r["extra"]["data"] else (text[0], 0, 0)
-        layouts.append(PeerLayout(r["pid"], text[0] - text[2], text[0], data[0]))
+        layouts.append(PeerLayout(r["pid"], text[0] - text[2], text[0], r["extra"]["data_start"]))
     return PicResult(h.path, tuple(layouts))

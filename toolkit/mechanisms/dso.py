@@ -98,18 +98,36 @@ def _search_dirs(name: str):
     return None
 
 
-def library_mappings(maps, path: str):
-    """Split a library's mappings into (text, data): text is the executable one(s); data the
-    writable file mapping(s) plus the anonymous .bss mapping the loader places right after them."""
+def _mapping_of(path: str):
+    """Whether a mapping maps this library's file (by path, or by inode where the path is a link)."""
     real = os.path.realpath(path)
     try:
         ino = os.stat(real).st_ino
     except OSError:
         ino = None
+    base = os.path.basename(real)
+    return lambda m: bool(m.path) and (m.path == real or m.path == path or (
+        ino is not None and m.inode == ino and os.path.basename(m.path) == base))
+
+
+def data_start(maps, path: str, data) -> int | None:
+    """Where the library's data segment starts in this process: its first writable mapping, else (a RW
+    segment that is all RELRO, read-only once relocated) its last mapping of the file."""
+    if data:
+        return data[0].start
+    mine = _mapping_of(path)
+    starts = [m.start for m in maps if mine(m)]
+    return max(starts) if starts else None
+
+
+def library_mappings(maps, path: str):
+    """Split a library's mappings into (text, data): text is the executable one(s); data the
+    writable file mapping(s) plus the anonymous .bss mapping the loader places right after them."""
+    mine_of = _mapping_of(path)
     text, data = [], []
     prev = None
     for m in maps:
-        mine = m.path and (m.path == real or m.path == path or (ino is not None and m.inode == ino and os.path.basename(m.path) == os.path.basename(real)))
+        mine = mine_of(m)
         if mine and "x" in m.perms:
             text.append(m)
         elif mine and "w" in m.perms:
@@ -145,7 +163,8 @@ class Dso(Mechanism):
 
     def attach(self, handle: Handle) -> Attachment:
         lib = self.dlopen(handle.path)
-        text, data = library_mappings(read_maps("self"), handle.path)
+        maps = read_maps("self")
+        text, data = library_mappings(maps, handle.path)
         if not text:
             raise NotFound(f"{handle.path} loaded but no executable mapping of it is in /proc/self/maps")
         att = Attachment(handle, text[0].start, sum(m.size for m in text), lib)
@@ -153,6 +172,7 @@ class Dso(Mechanism):
             "text": [(m.start, m.end, m.offset) for m in text],
             "data": [(m.start, m.end, m.offset) for m in data],
             "data_file": [(m.start, m.end) for m in data if m.path],
+            "data_start": data_start(maps, handle.path, data),
         }
         return att
 

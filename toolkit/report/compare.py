@@ -80,7 +80,7 @@ def rows(c: Comparison) -> list:
             if p is None or p.median_s is None:
                 cells.append("—")
             else:
-                cells.append(human_seconds(p.median_s) + (f", {p.minor_faults} faults" if p.minor_faults else ""))
+                cells.append(human_seconds(p.median_s) + (f", {counted(p.minor_faults, 'fault')}" if p.minor_faults else ""))
         out.append((g, phase.replace("_", " "), cells))
     g = f"footprint ({c.peers} peers)"
     out.append((g, "region", [region_size(m.footprint.region_bytes) for m in ms]))
