@@ -339,8 +339,8 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
             lo, hi = r["extra"]["data_file"][0] if r["extra"]["data_file"] else (0, 0)
             if hi <= lo:
                 if name == library:
-                    instead = (f"{escape(chosen)} has no data pages from its file (its writable segment is all "
-                               ".bss): shown with another library",)
+                    instead = (f"{escape(chosen)} has no writable mapping of its file (its RW segment is all "
+                               "RELRO, read-only once relocated, or all .bss): shown with another library",)
                 continue
             g[0].call("touch", region="lib", write=False, addr=lo, length=hi - lo)
             e = find_mapping(read_smaps(g[0].pid), lo)
