@@ -153,7 +153,9 @@ class ProgressReporter:
     PLAIN_EVERY_S = 1.0
     PLAIN_AFTER_S = 2.0  # a short run in a pipe or a cron job stays quiet
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, bar_after_s: float = 0.0):
+        """bar_after_s: on a terminal, no bar (and no import of rich) until the run has taken that long:
+        a command that is usually quick (footprint) pays nothing for the bar it rarely needs."""
         import sys
         import time
 
@@ -163,21 +165,30 @@ class ProgressReporter:
         self.last_plain = 0.0
         self.last_what = None
         self.bar = None
-        if not quiet and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+        self.bar_after_s = bar_after_s
+        self.entered = False
+        self.tty = not quiet and sys.stderr.isatty()
+        if self.tty and not bar_after_s:
+            self._make_bar()
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task("starting", total=None)
+    def _make_bar(self):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task("starting", total=None)
+        if self.entered:  # made late, inside the with: shown from now on
+            self.bar.__enter__()
 
     def __enter__(self):
+        self.entered = True
         if self.bar is not None:
             self.bar.__enter__()
         return self
@@ -189,6 +200,10 @@ class ProgressReporter:
     def __call__(self, what, done=None, total=None):
         if self.quiet:
             return
+        if self.tty and self.bar is None:
+            if self.clock() - self.started < self.bar_after_s:
+                return
+            self._make_bar()
         if self.bar is not None:
             if what != self.last_what:  # a new phase: its own count and estimate
                 self.bar.reset(self.task, total=total, description=what)

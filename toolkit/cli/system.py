@@ -127,6 +127,14 @@ def _host(root, from_):
         yield default_fs()
 
 
+def _scan_progress():
+    """Progress of a scan on stderr, once it has taken 2 s (thousands of processes' smaps): quick scans,
+    the usual ones, print nothing and import nothing for it."""
+    from toolkit.cli.common import ProgressReporter
+
+    return ProgressReporter(bar_after_s=ProgressReporter.PLAIN_AFTER_S)
+
+
 @contextlib.contextmanager
 def _malformed(where, unpacked=None):
     """A recording is anyone's file: what the kernel never writes (a stat with letters for numbers, a cut
@@ -239,8 +247,8 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
 
         if user or match:
             raise click.UsageError(f"--by {by} covers every process: --user and --match do not apply")
-        with _host(root, from_) as fs:
-            led = scan_ledger(fs, pids or None, pfns=False if no_pfns else None)
+        with _host(root, from_) as fs, _scan_progress() as progress:
+            led = scan_ledger(fs, pids or None, pfns=False if no_pfns else None, progress=progress)
         if as_json:
             click.echo(json_text(ledger.to_json(led, by)))
         else:
@@ -257,8 +265,8 @@ def footprint(pids, all_, user, match, by, sort, as_json, no_pfns, watch, root, 
                    lambda r: report.footprint_to_json(r, by, json_sort),
                    lambda r, ch, con: report.footprint_renderables(r, by, sort, con, ch), watch, as_json)
         return
-    with _host(root, from_) as fs:
-        r = scan_footprint(pids, user, match, by, fs=fs)
+    with _host(root, from_) as fs, _scan_progress() as progress:
+        r = scan_footprint(pids, user, match, by, fs=fs, progress=progress)
     if as_json:
         click.echo(json_text(report.footprint_to_json(r, by, json_sort)))
     else:

@@ -118,9 +118,10 @@ def _object_key(kind, m, ipc_ns):
     return (kind, m.device, m.inode)
 
 
-def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
+def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None, progress=None) -> Ledger:
     """Every readable process, joined into cgroups and shared objects. Physical pages and charges are read
-    where the process may (root); pfns=False leaves them out even then (a pagemap read per shared mapping)."""
+    where the process may (root); pfns=False leaves them out even then (a pagemap read per shared mapping).
+    progress(what, done, total): told how the reads of the processes go."""
     from toolkit.proc.process import list_pids, processes_of
 
     fs = fs or default_fs()
@@ -128,7 +129,7 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
     candidates = processes_of(pids, fs) if pids else list_pids(fs)
     me = os.getpid() if not fs.recorded else None
     tmpfs_by_ns = {}
-    results = _pool_map(lambda p: _process(fs, h, p, tmpfs_by_ns), [p for p in candidates if p != me])
+    results = _pool_map(lambda p: _process(fs, h, p, tmpfs_by_ns), [p for p in candidates if p != me], progress)
     denied = [pid for pid, _, err in results if err == "denied"]
     access = read_access(fs)
     complete, notes = _completeness(fs, access, denied, len(candidates))
@@ -153,7 +154,7 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None) -> Ledger:
                 name = ANON_SHARED.get(m.path, m.path) if m.deleted else m.path
                 o = objects[key] = {"kind": kind, "name": name, "maps": [], "ipc_ns": ipc_ns, "mnt_ns": mnt_ns}
             o["maps"].append((pid, cg, m, rss, pss_bytes))
-    charged = _charges(fs, h, objects, pfns)
+    charged = _charges(fs, h, objects, pfns, progress or (lambda *a: None))
     sysv_sizes = _sysv_sizes(fs)
     own_ipc = _ns(fs, "self", "ipc")
     out_objects = []
@@ -290,13 +291,15 @@ def _sysv_sizes(fs) -> dict:
         return {}
 
 
-def _charges(fs, h, objects, wanted):
+def _charges(fs, h, objects, wanted, progress):
     """{object key: {"physical": bytes, "to": {cgroup: bytes}}} from pagemap PFNs and /proc/kpagecgroup;
     {} where PFNs cannot be read."""
     if not wanted:
         return {}
     pfns_of = {}
-    for key, o in objects.items():
+    for i, (key, o) in enumerate(objects.items()):
+        if i % 16 == 0:
+            progress("reading the objects' physical pages", i, len(objects))
         pfns = set()
         for pid, _cg, m, _rss, _pss in o["maps"]:
             try:
