@@ -6,6 +6,7 @@ import errno
 import os
 import secrets
 import stat
+import sys
 import time
 
 FIFO_WAIT_S = 10.0  # how long a FIFO may go without a reader before we give up on it
@@ -49,10 +50,10 @@ def replacing(path: str, mode: int = 0o644):
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        if _is_stdout(st):
-            # our own standard output: written through fd 1, not opened anew (another user's pipe, as under
-            # sudo -u, refuses an open of /dev/stdout with EACCES where fd 1 itself is ours to write)
-            opened = os.fdopen(os.dup(1), "wb")
+        if is_stdout(path):
+            # our own standard output: written through its descriptor, not opened anew (another user's pipe,
+            # as under sudo -u, refuses an open of /dev/stdout with EACCES where the descriptor is ours)
+            opened = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
         else:
             opened = _open_fifo(path) if stat.S_ISFIFO(st.st_mode) else open(path, "wb")
         with opened as f:
@@ -81,10 +82,13 @@ def replacing(path: str, mode: int = 0o644):
             os.unlink(tmp)
 
 
-def _is_stdout(st) -> bool:
+def is_stdout(path) -> bool:
+    """The file is where stdout goes (/dev/stdout, or the file it is redirected to): a summary line must
+    not land in it, its reader going away is a closed pipe like any other, and it is written through the
+    descriptor we have."""
     try:
-        return os.path.samestat(st, os.fstat(1))
-    except OSError:  # no fd 1
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):  # no such file; a closed stdout
         return False
 
 

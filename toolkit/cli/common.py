@@ -274,22 +274,13 @@ def write_atomically(path: str, data, mode: int = 0o644) -> None:
         cannot_write(path, err)
 
 
-def is_stdout(path) -> bool:
-    """The file is where stdout goes (/dev/stdout, or the file it is redirected to): a summary line must
-    not land in it, and its reader going away is a closed pipe like any other."""
-    import os
-    import sys
-
-    try:
-        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError):
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def cannot_write(path: str, err: OSError):
     """The one error for a file that could not be written, naming it; where the file is our stdout and
     its reader went away (`shmkit snapshot - | head -c 100`), the quiet end of any closed pipe."""
+    from toolkit.outfile import is_stdout  # outfile imports secrets (3 ms): only where a file is written
+
     if isinstance(err, BrokenPipeError) and is_stdout(path):
         quiet_on_closed_pipe()
     raise click.ClickException(f"cannot write {path}: {err.strerror or err}") from err

@@ -25,6 +25,7 @@ def _story_width():
     env = os.environ.get("COLUMNS", "")
     return terminal_width() if sys.stdout.isatty() or (env.isdigit() and int(env) > 0) else None
 
+
 NAMES = ("lifetime", "permissions", "namespaces", "protection", "globals", "pic")
 
 

@@ -8,7 +8,6 @@ from toolkit.cli.common import (
     cannot_write,
     console,
     folder_problem,
-    is_stdout,
     library_errors,
     write_atomically,
 )
@@ -322,5 +321,7 @@ def snapshot(file):
 
     size = "" if summary["bytes"] is None else f", {summary['bytes']} bytes"
     where = "standard output" if named == "-" else escape(summary["file"])
+    from toolkit.outfile import is_stdout
+
     click.echo(f"{where}: {summary['processes']} processes{size}", err=is_stdout(file))
 

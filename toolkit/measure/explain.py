@@ -91,7 +91,8 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
                   f"mode {m.visibility.mode}; a peer's write is seen by another: {m.visibility.peer_sees_write}")
         ev.append(f"{m.title}: create {human_seconds(ph['create'].median_s)}, attach {human_seconds(ph['attach'].median_s)}, "
                   f"first touch of {human_bytes(size)} {human_seconds(ph['first_touch'].median_s)} "
-                  f"({counted(ph['first_touch'].minor_faults, 'fault')}); Pss summed over {peers} peers {human_bytes(f.pss_sum)}"
+                  f"({counted(ph['first_touch'].minor_faults, 'fault')}); "
+                  f"Pss summed over {peers} peers {human_bytes(f.pss_sum)}"
                   + (f", physical {human_bytes(f.physical_bytes)}" if f.physical_bytes is not None else ""))
         ok = ok and bool(m.visibility.peer_sees_write) and abs(f.pss_sum - size) <= peers * os.sysconf("SC_PAGE_SIZE")
     steps.append(Step(
