@@ -752,6 +752,42 @@ def test_a_reader_of_another_ipc_namespace_that_never_answers_is_given_up_on_and
         other.wait()
 
 
+def test_mapped_memfds_deleted_files_and_shared_anonymous_memory_have_their_real_size(tmp_path):
+    """segments gave every mapped memfd, deleted file and shared anonymous region "size_bytes": 0 and owner
+    '?': a 3 MiB region read as nothing. The size now comes from a descriptor a process holds, else the
+    file behind the mapping (map_files, root); unknown is null, never 0."""
+    import mmap
+
+    anon = mmap.mmap(-1, 3 * 4096 + 1)  # MAP_SHARED | MAP_ANONYMOUS: the region rounds up to whole pages
+    held = os.memfd_create("shmkit-test-held")
+    os.ftruncate(held, 12345)
+    held_map = mmap.mmap(held, 12345)
+    gone = os.memfd_create("shmkit-test-nofd")
+    os.ftruncate(gone, 20000)
+    gone_map = mmap.mmap(gone, 20000)
+    os.close(gone)  # mapped, no descriptor left: only map_files reaches its file
+    path = tmp_path / "deleted-after-mapping"
+    path.write_bytes(b"\1" * 7000)
+    with open(path, "r+b") as f:
+        deleted_map = mmap.mmap(f.fileno(), 7000)
+    path.unlink()
+    try:
+        seg = json.loads(run_shmkit("segments", "--json").stdout)
+        ours = {o["name"]: o for kind in ("memfd", "deleted", "anonymous") for o in seg[kind]
+                if any(a["pid"] == os.getpid() for a in o["attachers"])}
+        assert ours["/memfd:shmkit-test-held"]["size_bytes"] == 12345
+        assert ours["/memfd:shmkit-test-nofd"]["size_bytes"] == 20000
+        assert ours[str(path)]["size_bytes"] == 7000  # named as the file was; its list says deleted
+        anon_obj = next(o for n, o in ours.items() if n.startswith("shared anonymous"))
+        assert anon_obj["size_bytes"] == 4 * 4096 and anon_obj["owner"] == "root", anon_obj
+        table = run_shmkit("segments", env={**os.environ, "COLUMNS": "120"}).stdout
+        assert re.search(r"/memfd:shmkit-test-held\s+12345 B\b", table), table
+    finally:
+        for m in (anon, held_map, gone_map, deleted_map):
+            m.close()
+        os.close(held)
+
+
 def test_shared_anonymous_memory_is_named_so_not_a_deleted_dev_zero():
     """mmap(MAP_SHARED|MAP_ANONYMOUS), as PostgreSQL's shared buffers are made, shows in maps as
     '/dev/zero (deleted)': it is shared anonymous memory (shmem), not a deleted file nor 'other file'."""

@@ -5,6 +5,7 @@ spread over a thread pool as wide as the machine.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from typing import Optional
@@ -376,6 +377,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     ipc_of = {pid: ipc for pid, _, err, _, ipc, _ in results if err is None}
     mnt_of = {pid: mnt for pid, _, err, _, _, mnt in results if err is None}
     by_shmid, by_devino, memfd, deleted, shm_deleted = {}, {}, {}, {}, {}
+    sample = {}  # (device, inode) of a memfd or deleted file -> (pid, mapping): where its file can be stat'ed
     for pid, maps, err, *_ in results:
         if not maps:
             continue
@@ -389,8 +391,10 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                         shm_deleted.get((m.device, m.inode), [m.path, 0])[1], m.size)
             elif m.path.startswith("/memfd:"):
                 memfd.setdefault((m.device, m.inode, m.path), set()).add(pid)
+                sample.setdefault((m.device, m.inode), (pid, m))
             elif m.deleted and m.shared:
                 deleted.setdefault((m.device, m.inode, m.path), set()).add(pid)
+                sample.setdefault((m.device, m.inode), (pid, m))
     commands, hierarchy = {}, []  # the memory hierarchy is looked up once, when an object has an attacher
 
     def attachers(pids_):
@@ -549,11 +553,12 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
             other_user=None, remove_ipc=None, device=dev, inode=ino,
             pinned="removed from /dev/shm but still mapped: its pages stay until the last unmap"))
     mapped_memfds = {(dev, ino) for dev, ino, _ in memfd}
-    fd_only = {}
+    fd_only, held_stat = {}, {}
     for pid, maps, err, links, *_ in results:
         if err is not None:
             continue
         for _fd, target, st in links:
+            held_stat[(_dev(st.st_dev), st.st_ino)] = st
             if (_dev(st.st_dev), st.st_ino) not in mapped_memfds:
                 o = fd_only.setdefault((_dev(st.st_dev), st.st_ino), [target, st, set()])
                 o[2].add(pid)
@@ -563,15 +568,27 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
             attachers=attachers(holders), orphan=False, world_readable=None, world_writable=None, other_user=None,
             remove_ipc=None, allocated_bytes=st.st_blocks * 512, device=dev, inode=ino,
             pinned="held only by a descriptor (no mapping): its pages stay until the last close"))
-    mem = [SharedObject(kind="memfd", name=path, size_bytes=0, owner="?", mode=None, attachers=attachers(p),
+    def file_of(dev, ino):
+        """(size, owner, allocated) of a mapped memfd or deleted file: from a descriptor a process holds,
+        else through map_files (root); unknown (None, "?", None) where neither can be read: never 0."""
+        st = held_stat.get((dev, ino))
+        if st is None and (dev, ino) in sample and not fs.recorded:
+            pid, m = sample[(dev, ino)]
+            with contextlib.suppress(OSError):
+                st = os.stat(fs.path(pid, "map_files", f"{m.start:x}-{m.end:x}"))
+        if st is None:
+            return dict(size_bytes=None, owner="?", allocated_bytes=None)
+        return dict(size_bytes=st.st_size, owner=fs.user_name(st.st_uid), allocated_bytes=st.st_blocks * 512)
+
+    mem = [SharedObject(kind="memfd", name=path, mode=None, attachers=attachers(p),
                         orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
-                        device=dev, inode=ino) for (dev, ino, path), p in sorted(memfd.items())]
+                        device=dev, inode=ino, **file_of(dev, ino)) for (dev, ino, path), p in sorted(memfd.items())]
     # mmap(MAP_SHARED | MAP_ANONYMOUS) shows in maps as "/dev/zero (deleted)": shared anonymous memory (a
     # parent's with its forked children: PostgreSQL's shared buffers), not a file someone deleted
     dele = [SharedObject(kind="anonymous" if path in ANON_SHARED else "deleted",
-                         name=ANON_SHARED.get(path, path), size_bytes=0, owner="?",
-                         mode=None, attachers=attachers(p), orphan=None, world_readable=None, world_writable=None,
-                         other_user=None, remove_ipc=None, device=dev, inode=ino)
+                         name=ANON_SHARED.get(path, path), mode=None, attachers=attachers(p), orphan=None,
+                         world_readable=None, world_writable=None, other_user=None, remove_ipc=None, device=dev,
+                         inode=ino, **file_of(dev, ino))
             for (dev, ino, path), p in sorted(deleted.items())]
     return SegmentsReport(tuple(sysv), tuple(posix), tuple(mem), tuple(o for o in dele if o.kind == "deleted"),
                           len(pids), len(denied), None if policy is None else ("yes" if policy else "no"),

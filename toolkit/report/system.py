@@ -121,7 +121,9 @@ DEV_SHM_COLUMNS = (
 MAPPED_COLUMNS = (
     Column("kind", lambda o: o.kind),
     Column("name", lambda o: o.name, text=True),
-    Column("device:inode", lambda o: f"{o.device}:{o.inode}", optional=1),
+    Column("size", lambda o: o.size_bytes, lambda n: "-" if n is None else region_size(n), key="size_bytes",
+           right=True, optional=1),
+    Column("device:inode", lambda o: f"{o.device}:{o.inode}", optional=2),
     Column("mapped by", _who, text=True, key="attachers"),
 )
 
