@@ -782,6 +782,19 @@ def test_mapped_memfds_deleted_files_and_shared_anonymous_memory_have_their_real
         assert anon_obj["size_bytes"] == 4 * 4096 and anon_obj["owner"] == "root", anon_obj
         table = run_shmkit("segments", env={**os.environ, "COLUMNS": "120"}).stdout
         assert re.search(r"/memfd:shmkit-test-held\s+12345 B\b", table), table
+        # a POSIX object removed from /dev/shm while its first page is mapped: pinned, at its whole size
+        import posix_ipc
+
+        obj = posix_ipc.SharedMemory(f"/shmkit-test-pin-{os.getpid()}", posix_ipc.O_CREX, size=1 << 20)
+        first_page = mmap.mmap(obj.fd, 4096)
+        obj.close_fd()
+        obj.unlink()
+        try:
+            seg = json.loads(run_shmkit("segments", "--json").stdout)
+            pin = next(o for o in seg["pinned"] if o["name"] == f"shmkit-test-pin-{os.getpid()}")
+            assert pin["size_bytes"] == 1 << 20, pin  # not the 4096 bytes its one mapping covers
+        finally:
+            first_page.close()
     finally:
         for m in (anon, held_map, gone_map, deleted_map):
             m.close()

@@ -389,6 +389,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 if m.deleted:
                     shm_deleted.setdefault((m.device, m.inode), [m.path, 0])[1] = max(
                         shm_deleted.get((m.device, m.inode), [m.path, 0])[1], m.size)
+                    sample.setdefault((m.device, m.inode), (pid, m))
             elif m.path.startswith("/memfd:"):
                 memfd.setdefault((m.device, m.inode, m.path), set()).add(pid)
                 sample.setdefault((m.device, m.inode), (pid, m))
@@ -544,30 +545,11 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     # pinned memory nobody lists: /dev/shm files unlinked but still mapped, memfds held only by a descriptor
     listed = {(o.device, o.inode) for o in posix}
     pinned = []
-    for (dev, ino), (path, size) in sorted(shm_deleted.items()):
-        if (dev, ino) in listed:
-            continue
-        pinned.append(SharedObject(
-            kind="posix", name=os.path.basename(path), size_bytes=size, owner="?", mode=None,
-            attachers=attachers(by_devino[(dev, ino)]), orphan=False, world_readable=None, world_writable=None,
-            other_user=None, remove_ipc=None, device=dev, inode=ino,
-            pinned="removed from /dev/shm but still mapped: its pages stay until the last unmap"))
-    mapped_memfds = {(dev, ino) for dev, ino, _ in memfd}
-    fd_only, held_stat = {}, {}
-    for pid, maps, err, links, *_ in results:
-        if err is not None:
-            continue
-        for _fd, target, st in links:
+    held_stat = {}
+    for _pid, _maps, err, links, *_ in results:
+        for _fd, _target, st in (links if err is None else ()):
             held_stat[(_dev(st.st_dev), st.st_ino)] = st
-            if (_dev(st.st_dev), st.st_ino) not in mapped_memfds:
-                o = fd_only.setdefault((_dev(st.st_dev), st.st_ino), [target, st, set()])
-                o[2].add(pid)
-    for (dev, ino), (target, st, holders) in sorted(fd_only.items()):
-        pinned.append(SharedObject(
-            kind="memfd", name=target, size_bytes=st.st_size, owner=fs.user_name(st.st_uid), mode=None,
-            attachers=attachers(holders), orphan=False, world_readable=None, world_writable=None, other_user=None,
-            remove_ipc=None, allocated_bytes=st.st_blocks * 512, device=dev, inode=ino,
-            pinned="held only by a descriptor (no mapping): its pages stay until the last close"))
+
     def file_of(dev, ino):
         """(size, owner, allocated) of a mapped memfd or deleted file: from a descriptor a process holds,
         else through map_files (root); unknown (None, "?", None) where neither can be read: never 0."""
@@ -580,6 +562,32 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
             return dict(size_bytes=None, owner="?", allocated_bytes=None)
         return dict(size_bytes=st.st_size, owner=fs.user_name(st.st_uid), allocated_bytes=st.st_blocks * 512)
 
+    for (dev, ino), (path, size) in sorted(shm_deleted.items()):
+        if (dev, ino) in listed:
+            continue
+        known = file_of(dev, ino)
+        if known["size_bytes"] is None:  # what the mappings cover: at least that much
+            known = dict(size_bytes=size, owner="?", allocated_bytes=None)
+        pinned.append(SharedObject(
+            kind="posix", name=os.path.basename(path), mode=None, **known,
+            attachers=attachers(by_devino[(dev, ino)]), orphan=False, world_readable=None, world_writable=None,
+            other_user=None, remove_ipc=None, device=dev, inode=ino,
+            pinned="removed from /dev/shm but still mapped: its pages stay until the last unmap"))
+    mapped_memfds = {(dev, ino) for dev, ino, _ in memfd}
+    fd_only = {}
+    for pid, maps, err, links, *_ in results:
+        if err is not None:
+            continue
+        for _fd, target, st in links:
+            if (_dev(st.st_dev), st.st_ino) not in mapped_memfds:
+                o = fd_only.setdefault((_dev(st.st_dev), st.st_ino), [target, st, set()])
+                o[2].add(pid)
+    for (dev, ino), (target, st, holders) in sorted(fd_only.items()):
+        pinned.append(SharedObject(
+            kind="memfd", name=target, size_bytes=st.st_size, owner=fs.user_name(st.st_uid), mode=None,
+            attachers=attachers(holders), orphan=False, world_readable=None, world_writable=None, other_user=None,
+            remove_ipc=None, allocated_bytes=st.st_blocks * 512, device=dev, inode=ino,
+            pinned="held only by a descriptor (no mapping): its pages stay until the last close"))
     mem = [SharedObject(kind="memfd", name=path, mode=None, attachers=attachers(p),
                         orphan=None, world_readable=None, world_writable=None, other_user=None, remove_ipc=None,
                         device=dev, inode=ino, **file_of(dev, ino)) for (dev, ino, path), p in sorted(memfd.items())]
