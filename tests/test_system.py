@@ -782,6 +782,12 @@ def test_mapped_memfds_deleted_files_and_shared_anonymous_memory_have_their_real
         assert anon_obj["size_bytes"] == 4 * 4096 and anon_obj["owner"] == "root", anon_obj
         table = run_shmkit("segments", env={**os.environ, "COLUMNS": "120"}).stdout
         assert re.search(r"/memfd:shmkit-test-held\s+12345 B\b", table), table
+        snap = tmp_path / "s.tar.gz"  # a replay gives the sizes live gave: the snapshot keeps them
+        assert run_shmkit("snapshot", str(snap)).returncode == 0
+        replay = json.loads(run_shmkit("segments", "--json", "--from", str(snap)).stdout)
+        again = {o["name"]: o["size_bytes"] for kind in ("memfd", "deleted", "anonymous") for o in replay[kind]
+                 if any(a["pid"] == os.getpid() for a in o["attachers"])}
+        assert again == {n: o["size_bytes"] for n, o in ours.items()}, (again, ours)
         # a POSIX object removed from /dev/shm while its first page is mapped: pinned, at its whole size
         import posix_ipc
 

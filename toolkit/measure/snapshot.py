@@ -64,6 +64,22 @@ def _read(path: str, denied: list | None = None):
         return None
 
 
+def _map_files(fs: ProcFS, pid, maps_text) -> dict:
+    """{"START-END": stat} of the files behind a process's memfd and unlinked shared mappings (as root):
+    their sizes, which maps does not give, for replay."""
+    from toolkit.proc.maps import parse_maps
+
+    out = {}
+    if not maps_text:
+        return out
+    for m in parse_maps(maps_text.decode("utf-8", "surrogateescape")):
+        if m.shared and (m.path.startswith("/memfd:") or m.deleted):
+            st = fs.map_file_stat(pid, m)
+            if st is not None:
+                out[f"{m.start:x}-{m.end:x}"] = _stat_meta(st)
+    return out
+
+
 def _stat_meta(st) -> dict:
     return dict(st_mode=st.st_mode, st_ino=st.st_ino, st_dev=st.st_dev, st_uid=st.st_uid, st_size=st.st_size,
                 st_blocks=st.st_blocks)
@@ -141,6 +157,9 @@ def take_snapshot(path: str, fs: ProcFS | None = None, progress=lambda *a: None)
                 fds = [{"fd": fd, "target": target, "stat": _stat_meta(st)} for fd, target, st in fs.fd_links(pid)
                        if target.startswith("/memfd:") or target.startswith("/dev/shm/")]
                 t.add(f"proc/{pid}/fd.json", json.dumps(fds).encode())
+                files_behind = _map_files(fs, pid, files["maps"])
+                if files_behind:
+                    t.add(f"proc/{pid}/map_files.json", json.dumps(files_behind).encode())
                 ipc = fs.namespace(pid, "ipc")
                 if ipc and ipc not in ipc_seen:
                     ipc_seen.add(ipc)

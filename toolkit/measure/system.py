@@ -5,7 +5,6 @@ spread over a thread pool as wide as the machine.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from typing import Optional
@@ -554,10 +553,8 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
         """(size, owner, allocated) of a mapped memfd or deleted file: from a descriptor a process holds,
         else through map_files (root); unknown (None, "?", None) where neither can be read: never 0."""
         st = held_stat.get((dev, ino))
-        if st is None and (dev, ino) in sample and not fs.recorded:
-            pid, m = sample[(dev, ino)]
-            with contextlib.suppress(OSError):
-                st = os.stat(fs.path(pid, "map_files", f"{m.start:x}-{m.end:x}"))
+        if st is None and (dev, ino) in sample:
+            st = fs.map_file_stat(*sample[(dev, ino)])
         if st is None:
             return dict(size_bytes=None, owner="?", allocated_bytes=None)
         return dict(size_bytes=st.st_size, owner=fs.user_name(st.st_uid), allocated_bytes=st.st_blocks * 512)

@@ -271,6 +271,24 @@ class ProcFS:
             return []
         return self._links(names, prefix, folder + "/", None)
 
+    def map_file_stat(self, pid, mapping):
+        """The stat of the file a mapping maps (/proc/PID/map_files: the kernel opens it for CAP_SYS_ADMIN
+        only), or None where it cannot be read: a memfd's or an unlinked file's size, which maps does not
+        give. A recorded host keeps them as proc/PID/map_files.json {"START-END": stat}."""
+        rng = f"{mapping.start:x}-{mapping.end:x}"
+        if self.recorded:
+            import json
+
+            try:
+                meta = json.loads(self.read_text(pid, "map_files.json")).get(rng)
+                return _RecordedStat(**meta) if isinstance(meta, dict) else None
+            except (ShmkitError, ValueError, TypeError, AttributeError):
+                return None
+        try:
+            return os.stat(self.path(pid, "map_files", rng))
+        except OSError:
+            return None
+
     @staticmethod
     def fd_links_at(folder_fd: int, prefix: str = "") -> list:
         """fd_links through a kept descriptor of /proc/PID/fd (see open_fd): no path to walk for the folder
