@@ -312,3 +312,29 @@ def test_a_failure_in_a_scan_thread_is_raised_in_the_caller(capfd):
         _pool_map(fn, range(100))
     assert "Exception in thread" not in capfd.readouterr().err
     assert _pool_map(lambda i: i + 1, range(50)) == list(range(1, 51))
+
+
+def test_a_proc_mounted_with_subset_pid_is_named_as_why_segments_are_unlisted(tmp_path):
+    """subset=pid (Linux 5.8+, some container runtimes) shows only the process folders: no sysvipc, no
+    meminfo. System V is then unlisted (unknown, left out of export), and the note names the mount option
+    instead of guessing at a kernel built without System V IPC."""
+    root = tmp_path / "host"
+    shutil.copytree(BASE, root)
+    for rel in ("proc/meminfo", "proc/sysvipc", "proc/sys"):
+        path = root / rel
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    mi = root / "proc/self/mountinfo"
+    lines = mi.read_text().splitlines()
+    proc = [i for i, ln in enumerate(lines) if " /proc " in ln and " - proc " in ln]
+    assert proc
+    for i in proc:
+        lines[i] = lines[i].rstrip() + ",subset=pid"
+    mi.write_text("\n".join(lines) + "\n")
+    r = run_shmkit("segments", "--json", "--root", str(root))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["unlisted"] == ["sysv"] and any("subset=pid" in n for n in d["notes"]), d["notes"]
+    prom = run_shmkit("export", "--prometheus", "--root", str(root)).stdout
+    assert 'shmkit_listing_complete{kind="sysv"} 0' in prom and 'shmkit_shared_objects{kind="sysv"}' not in prom
+    fp = run_shmkit("footprint", "--json", "--root", str(root))
+    assert fp.returncode == 0 and json.loads(fp.stdout)["processes"], fp.stderr

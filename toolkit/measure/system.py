@@ -17,7 +17,7 @@ from toolkit.errors import (
     ShmkitError,
     ZombieProcess,
 )
-from toolkit.proc.access import hides_others, read_access, why_denied
+from toolkit.proc.access import hides_others, proc_mount_options, read_access, why_denied
 from toolkit.proc.cgroup import memory_hierarchy, process_cgroup
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, parse_rollup, read_rollup, read_smaps, rollup_from_smaps
@@ -428,8 +428,12 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 unread_ns += 1
             else:  # our own listing: not "no segments", but unknown (and never a 0 in export)
                 unlisted.append("sysv")
-                why = ("/proc/sysvipc/shm is not there: a kernel built without System V IPC, or a recording "
-                       "made without it" if isinstance(err, NotFound) else str(err))
+                why = str(err)
+                if isinstance(err, NotFound):
+                    why = ("/proc/sysvipc/shm is not there: /proc is mounted with subset=pid (as in some containers), "
+                           "which shows the processes only" if "subset=pid" in proc_mount_options(fs) else
+                           "/proc/sysvipc/shm is not there: a kernel built without System V IPC, or a recording "
+                           "made without it")
                 notes.append(f"System V segments could not be listed ({why}); their count is unknown")
             continue
         for seg in segs:
