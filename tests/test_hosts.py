@@ -100,6 +100,20 @@ def test_remove_ipc_policy_on_systemd_hosts(host, variant, expected):
     assert all(o["remove_ipc"] is (None if expected is None else False) for o in d["sysv"] + d["posix"])
 
 
+def test_remove_ipc_flags_regular_users_objects_not_nobodys(host):
+    """logind removes a regular user's IPC when the last session ends; nobody (65534) is above SYS_UID_MAX
+    too but never has a session: flagging its objects was a false alarm."""
+    root = host("systemd-stock")
+    meta_path = os.path.join(root, "recorded-stat.json")
+    meta = json.load(open(meta_path))
+    names = sorted(k for k in meta if k.startswith("/dev/shm/"))
+    meta[names[0]]["st_uid"], meta[names[1]]["st_uid"] = 1000, 65534
+    json.dump(meta, open(meta_path, "w"))
+    d = json.loads(run_shmkit("segments", "--json", "--root", root).stdout)
+    flags = {"/dev/shm/" + o["name"]: o["remove_ipc"] for o in d["posix"]}
+    assert flags == {names[0]: True, names[1]: False}, flags
+
+
 def test_recorded_segments_and_attachers(host):
     r = scan_segments(ProcFS.at_host(host("no-systemd")))
     assert r.complete and r.processes == 2

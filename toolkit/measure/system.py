@@ -37,6 +37,7 @@ from toolkit.units import counted, human_bytes, mode_string
 
 DEV_SHM = "/dev/shm"
 SYS_UID_MAX = 999  # login.defs default: uids above it are regular users, whose IPC logind may remove
+NOBODY_UID = 65534  # above it too, but never logged in: logind has no session of its to end
 
 
 def _pool_map(fn, items, progress=None, what="reading processes"):
@@ -409,7 +410,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
 
     def flags(mode, uid):
         return dict(world_readable=bool(mode & 0o004), world_writable=bool(mode & 0o002), other_user=uid != me,
-                    remove_ipc=(None if policy is None else bool(policy and uid > SYS_UID_MAX)))
+                    remove_ipc=(None if policy is None else bool(policy and SYS_UID_MAX < uid != NOBODY_UID)))
 
     # System V: ours, then one reader per other IPC namespace in use
     namespaces = {own_ipc: None}
