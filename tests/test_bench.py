@@ -150,6 +150,33 @@ def test_cli_table_and_bad_input():
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr  # usage, as compare's
 
 
+def test_every_plot_panel_has_at_least_two_labelled_times(tmp_path, monkeypatch):
+    """A panel whose times lie within one decade (create: 3.9 to 6.5 µs) had one labelled tick or none on
+    its log axis: its curves could not be read against anything."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from toolkit.records import BenchResult, BenchRow
+    from toolkit.report.bench import plot
+
+    times = {"create": (3.9e-6, 6.5e-6), "attach": (3.6e-6, 4.1e-6), "first_touch": (4e-6, 9e-5)}
+    rows = tuple(BenchRow(mech, size, phase, t * (1.1 if mech == "posix" else 1.0), None, None, None, 3, 0, 1)
+                 for phase, (a, b) in times.items() for mech in ("sysv", "posix")
+                 for size, t in ((4096, a), (65536, b)))
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at its axes
+    plot(BenchResult({"kernel": "test"}, rows), str(tmp_path / "p.png"), "png")
+    panels = [ax for ax in figures[0].axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["create", "attach", "first touch"]
+    for ax in panels:
+        lo, hi = ax.get_ylim()
+        shown = {t.label1.get_text() for t in ax.yaxis.get_major_ticks() + ax.yaxis.get_minor_ticks()
+                 if t.label1.get_visible() and t.label1.get_text() and lo <= t.get_loc() <= hi}
+        assert len(shown) >= 2, (ax.get_title(), shown, (lo, hi))
+
+
 def test_plot_without_matplotlib_says_so(tmp_path):
     code = ("import sys; sys.modules['matplotlib'] = None; from toolkit.cli.main import main; "
             f"main(['bench', '--sizes', '4K', '--plot', '{tmp_path / 'x.png'}'])")

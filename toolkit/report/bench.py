@@ -82,7 +82,7 @@ def plot(result, out, fmt: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     from toolkit.report.svg import _size_label
 
@@ -104,6 +104,12 @@ def plot(result, out, fmt: str) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _size_label(int(round(v)))))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human_seconds(v)))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+        lo, hi = ax.get_ylim()
+        if sum(1 for k in range(-10, 3) if lo <= 10.0 ** k <= hi) < 2:
+            # less than a decade shown: a panel with one labelled tick, or none, cannot be read; 2x and 5x
+            # of each power of ten are labelled too
+            ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: human_seconds(v)))
         ax.set_title(phase.replace("_", " "))
         ax.set_xlabel("size")
         ax.set_ylabel("median time")
