@@ -89,6 +89,13 @@ def test_explain_and_bench_pages(browser, tmp_path):
     assert errors == [] and seconds < 2
     assert "4K" in page.inner_html("svg.loglog >> nth=0") and "64K" in page.inner_html("svg.loglog >> nth=0")
     assert page.locator("svg.loglog").count() >= 5
+    # no label of a plot lies on another (the axis label sat on the legend, between two mechanisms' names)
+    overlaps = page.evaluate("""() => [...document.querySelectorAll('svg.loglog')].flatMap(svg => {
+        const boxes = [...svg.querySelectorAll('text')].map(t => [t.textContent, t.getBoundingClientRect()]);
+        return boxes.flatMap(([a, p], i) => boxes.slice(i + 1).filter(([b, q]) =>
+            p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom).map(([b]) => a + ' / ' + b));
+    })""")
+    assert overlaps == [], overlaps
 
 
 @pytest.fixture

@@ -274,13 +274,14 @@ def loglog(title, series, xlabel="size", ylabel="median time") -> str:
     xlo, xhi = min(p[0] for p in pts), max(p[0] for p in pts)
     ylo = 10 ** math.floor(math.log10(min(p[1] for p in pts)))
     yhi = 10 ** math.ceil(math.log10(max(p[1] for p in pts)))
-    W, H, left, bottom = 440, 260, 60, 40
+    # above the plot the title, below it tick labels, the axis label, then the legend: none on another
+    W, H, left, top, bottom = 440, 282, 60, 28, 54
     lx = lambda v: left + (W - left - 10) * (math.log2(v / xlo) / max(math.log2(xhi / xlo), 1e-9))  # noqa: E731
-    ly = lambda v: 20 + (H - bottom - 20) * (1 - (math.log10(v / ylo) / max(math.log10(yhi / ylo), 1e-9)))  # noqa: E731
+    ly = lambda v: top + (H - bottom - top) * (1 - (math.log10(v / ylo) / max(math.log10(yhi / ylo), 1e-9)))  # noqa: E731
     body = [text(0, 12, title, 12, weight="bold")]
     sizes = sorted({p[0] for p in pts})
     for v in sizes:
-        body.append(f'<line x1="{lx(v):.1f}" y1="20" x2="{lx(v):.1f}" y2="{H - bottom}" stroke="#eee"/>')
+        body.append(f'<line x1="{lx(v):.1f}" y1="{top}" x2="{lx(v):.1f}" y2="{H - bottom}" stroke="#eee"/>')
         body.append(text(lx(v), H - bottom + 14, _size_label(v), 10, "middle", fill="#555"))
     for v, lab in _ticks_log(ylo, yhi, human_seconds):
         body.append(f'<line x1="{left}" y1="{ly(v):.1f}" x2="{W - 10}" y2="{ly(v):.1f}" stroke="#eee"/>')
