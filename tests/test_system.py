@@ -789,6 +789,16 @@ def test_mapped_memfds_deleted_files_and_shared_anonymous_memory_have_their_real
         again = {o["name"]: o["size_bytes"] for kind in ("memfd", "deleted", "anonymous") for o in replay[kind]
                  if any(a["pid"] == os.getpid() for a in o["attachers"])}
         assert again == {n: o["size_bytes"] for n, o in ours.items()}, (again, ours)
+        # the ledger gives a file's own size too (a memfd of 1 MiB of which one page is mapped)
+        part = os.memfd_create("shmkit-test-part")
+        os.ftruncate(part, 1 << 20)
+        part_map = mmap.mmap(part, 4096)
+        try:
+            objs = json.loads(run_shmkit("footprint", "--by", "object", "--json", str(os.getpid())).stdout)["objects"]
+            assert next(o for o in objs if o["name"] == "/memfd:shmkit-test-part")["size_bytes"] == 1 << 20
+        finally:
+            part_map.close()
+            os.close(part)
         # a POSIX object removed from /dev/shm while its first page is mapped: pinned, at its whole size
         import posix_ipc
 

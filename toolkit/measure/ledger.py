@@ -167,6 +167,9 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None, progress=None) -
         for p, _c, m, *_ in o["maps"]:
             per_pid[p] = per_pid.get(p, 0) + m.size
         size = (sysv_sizes.get(key[2]) if o["kind"] == "sysv" and o["ipc_ns"] == own_ipc else max(per_pid.values()))
+        if o["kind"] in FILE_KINDS:  # a file's own size, where its mappings cover part of it (as segments)
+            st = fs.map_file_stat(o["maps"][0][0], o["maps"][0][2])
+            size = st.st_size if st is not None else size
         phys = charged.get(key, {}).get("physical")
         rss_sum = sum(x[3] for x in o["maps"])
         out_objects.append(LedgerObject(
@@ -237,6 +240,7 @@ def _skipped(fs, access, results, named) -> tuple:
 
 
 SHMEM_KINDS = ("sysv", "posix", "memfd", "tmpfs")
+FILE_KINDS = ("posix", "memfd", "tmpfs")  # tmpfs files: their size is the file's, not the mapped part
 
 
 def _with_subtrees(cgroups) -> list:
