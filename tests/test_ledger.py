@@ -1,5 +1,6 @@
 """The ledger with real memory cgroups: cgroup A creates and touches a 64 MiB System V segment and a 64 MiB
 POSIX object, cgroup B maps and reads both. Who uses (Pss) is shared; who pays (the charge) is A."""
+import io
 import json
 import os
 import random
@@ -129,6 +130,31 @@ def test_ledger_as_nobody_says_what_it_cannot_read(nobody_env):
     d = json.loads(r.stdout)
     assert all(g["charged_bytes"] is None for g in d["groups"])
     assert any("need root" in n for n in d["notes"])
+
+
+def test_an_object_table_without_physical_pages_gives_the_names_their_room():
+    """Unprivileged or with --no-pfns, physical, saved and charged to are '-' in every row: three columns of
+    nothing squeezed the names to 20 characters ('/usr/lib/x86_64-linu' / 'x-gnu/libc.so.6') at 100
+    columns. The table leaves them out; the note says why."""
+    from toolkit.report.ledger import object_view
+    from toolkit.report.view import Console, render
+
+    sleeper = subprocess.Popen(["sleep", "60"])  # a scan leaves its own process out: another maps libc
+    try:
+        led = scan_ledger(pids=[sleeper.pid], pfns=False)
+        privileged = scan_ledger(pids=[sleeper.pid])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    view = object_view(led)
+    assert [c.title for c in view.columns] == ["kind", "name", "procs", "Rss sum", "Pss sum", "used by"]
+    buf = io.StringIO()
+    render(view, Console(file=buf, width=100))
+    libc = mechanisms.get("dso").new_handle(path=None).path  # the libc this process maps
+    assert any(line.split()[1:2] == [libc] for line in buf.getvalue().splitlines()), buf.getvalue()
+    assert "left out (--no-pfns)" in buf.getvalue() or "need root" in buf.getvalue()
+    assert [c.title for c in object_view(privileged).columns][5:] == (
+        ["physical", "saved", "used by", "charged to"] if os.geteuid() == 0 else ["used by"])
 
 
 def test_hugetlb_segments_get_their_real_size(reserved_hugepages):

@@ -124,6 +124,9 @@ def object_view(led) -> View:
         Column("used by", lambda o: _cgroups(o.used_by), text=True, optional=1),
         Column("charged to", lambda o: _cgroups(o.charged_to) if o.charged_to is not None else None, text=True),
     )
+    if not any(o.physical_bytes is not None or o.charged_to is not None for o in led.objects):
+        # unprivileged (or --no-pfns): three columns of '-' would squeeze the names; the notes say why
+        cols = tuple(c for c in cols if c.title not in ("physical", "saved", "charged to"))
     notes = tuple(f"{escape(c.name)}: {c.files} copies from {c.files} files, {human_bytes(c.extra_bytes)} more than one copy "
                   f"would cost ({_same(c.build_id)})" for c in led.library_copies) + led.notes
     return View(f"shared objects ({len(led.objects)})", cols, list(led.objects), notes)
