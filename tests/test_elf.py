@@ -264,6 +264,15 @@ def test_a_static_library_is_named_an_archive_not_a_linker_script(tmp_path):
     assert run_shmkit("elf", str(script)).stderr.strip() == f"shmkit: {script}: a script (#!), not an ELF file"
     r = run_shmkit("compare", "--library", str(archive), "--size", "4K")
     assert r.returncode == 1 and "an ar archive" in r.stderr and "linker script" not in r.stderr
+    # what else a folder of libraries holds: a compressed module, another OS's library
+    import gzip
+
+    packed, macho = tmp_path / "mod.ko.gz", tmp_path / "libosx.so"
+    packed.write_bytes(gzip.compress((tmp_path / "a.o").read_bytes()))
+    macho.write_bytes(b"\xcf\xfa\xed\xfe\x07\x00\x00\x01" + bytes(64))
+    errors = run_shmkit("elf", str(packed), str(macho)).stderr.strip().splitlines()
+    assert errors == [f"shmkit: {packed}: gzip-compressed, not an ELF file",
+                      f"shmkit: {macho}: a Mach-O file (macOS), not an ELF file"], errors
 
 
 def test_cli_table_and_join():

@@ -83,14 +83,27 @@ def read_elf(path: str) -> ElfInfo:
         os.close(fd)
 
 
+_OTHER_FORMATS = (
+    (b"\x1f\x8b", "gzip-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"\xfe\xed\xfa\xce", "a Mach-O file (macOS)"),
+    (b"\xfe\xed\xfa\xcf", "a Mach-O file (macOS)"), (b"\xce\xfa\xed\xfe", "a Mach-O file (macOS)"),
+    (b"\xcf\xfa\xed\xfe", "a Mach-O file (macOS)"), (b"\xca\xfe\xba\xbe", "a universal Mach-O or Java class file"),
+)
+
+
 def not_elf(head: bytes) -> str:
     """What a file whose first bytes lack the ELF magic is, as far as they tell."""
     if head[:8] in (b"!<arch>\n", b"!<thin>\n"):  # ar's magic: printable, but no linker script
         return "an ar archive, not an ELF file (a static library: its objects are linked into programs, not mapped)"
     if head[:2] == b"#!":  # /usr/bin holds many: `elf /usr/bin/*` must not call them linker scripts
         return "a script (#!), not an ELF file"
+    for magic, what in _OTHER_FORMATS:  # what a folder of libraries also holds: compressed, or another OS's
+        if head.startswith(magic):
+            return f"{what}, not an ELF file"
     if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
         return "not an ELF file (text, perhaps a linker script)"
+    if head[:2] == b"MZ":  # after the text test: only two letters
+        return "a Windows (PE) file, not an ELF file"
     return "not an ELF file"
 
 
