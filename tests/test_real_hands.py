@@ -219,7 +219,7 @@ def test_a_closed_pipe_ends_quietly_with_status_0(args):
     assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
-@pytest.mark.parametrize("args", [[], ["segments", "--json"], ["footprint"], ["elf", LIBC]])
+@pytest.mark.parametrize("args", [[], ["segments", "--json"], ["footprint"], ["elf", LIBC], ["snapshot", "-"]])
 def test_a_closed_stdout_is_one_line_and_status_1(args):
     # `shmkit ... >&-`: Python starts with sys.stdout None, and the first write was a traceback
     r = subprocess.run([sys.executable, "-m", "toolkit", *args], stderr=subprocess.PIPE, text=True, cwd=REPO,

@@ -1,4 +1,5 @@
 import contextlib
+import os
 import sys
 
 import click
@@ -301,6 +302,10 @@ def snapshot(file):
 
     named = file
     if file == "-":  # standard output, as /dev/stdout is: a pipe to ssh or a file it is redirected to
+        try:
+            os.fstat(1)
+        except OSError:  # started with it closed (>&-): said as every other command says it
+            raise click.ClickException("standard output is closed") from None
         if sys.stdout.isatty():
             raise click.BadParameter("'-' would write a compressed archive to the terminal: redirect it "
                                      "or name a file", param_hint="FILE")
