@@ -352,3 +352,14 @@ def test_a_proc_mounted_with_subset_pid_is_named_as_why_segments_are_unlisted(tm
     assert 'shmkit_listing_complete{kind="sysv"} 0' in prom and 'shmkit_shared_objects{kind="sysv"}' not in prom
     fp = run_shmkit("footprint", "--json", "--root", str(root))
     assert fp.returncode == 0 and json.loads(fp.stdout)["processes"], fp.stderr
+
+
+def test_a_folder_holding_an_unpacked_snapshot_is_pointed_to_its_host(tmp_path):
+    """`tar xf snap.tar.gz` makes host/ in the current folder; --root . then said only 'not a recorded
+    host'. The line now names the folder that is one."""
+    shutil.copytree(BASE, tmp_path / "host")
+    r = run_shmkit("footprint", "--root", str(tmp_path))
+    assert r.returncode == 1 and r.stderr.strip() == (
+        f"Error: {tmp_path}: not a recorded host (it has no proc/self/status); {tmp_path}/host is one (an "
+        "unpacked snapshot)"), r.stderr
+    assert run_shmkit("footprint", "--root", str(tmp_path / "host")).returncode == 0

@@ -120,7 +120,9 @@ def _host(root, from_):
 
         fs = ProcFS.at_host(root)
         if not fs.shows_a_host():
-            raise BadInput(f"{root}: not a recorded host (it has no proc/self/status)")
+            inner = os.path.join(root, "host")  # an unpacked snapshot keeps its host one folder down
+            hint = f"; {inner} is one (an unpacked snapshot)" if ProcFS.at_host(inner).shows_a_host() else ""
+            raise BadInput(f"{root}: not a recorded host (it has no proc/self/status){hint}")
         with _malformed(root):
             yield fs
     else:
