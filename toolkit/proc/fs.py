@@ -279,10 +279,16 @@ class ProcFS:
         if self.recorded:
             import json
 
+            cache = self.__dict__.setdefault("_map_files", {})  # one parse per process, not per mapping
+            if pid not in cache:
+                try:
+                    cache[pid] = json.loads(self.read_text(pid, "map_files.json"))
+                except (ShmkitError, ValueError):
+                    cache[pid] = {}
             try:
-                meta = json.loads(self.read_text(pid, "map_files.json")).get(rng)
+                meta = cache[pid].get(rng)
                 return _RecordedStat(**meta) if isinstance(meta, dict) else None
-            except (ShmkitError, ValueError, TypeError, AttributeError):
+            except (TypeError, AttributeError):  # a recording is anyone's file: not a record, unknown
                 return None
         try:
             return os.stat(self.path(pid, "map_files", rng))
