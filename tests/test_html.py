@@ -70,6 +70,37 @@ def test_compare_page(browser, tmp_path):
     open_page(browser, html, width=390, screenshot=str(tmp_path / "compare-390.png"))
 
 
+def test_a_tiny_all_relro_library_is_drawn_whole_and_named_right(browser, tmp_path):
+    """A library of 13 KiB whose code is 11 bytes and whose RW segment is all RELRO: its code bar had no
+    width, its data mapping was labelled rw-p, the grid of its one text page cut its own title, the summary
+    said "1 pages", and its data (which has no mapping) was drawn as "PFNs need root" although we are root."""
+    import subprocess
+
+    src = tmp_path / "t.c"
+    src.write_text("int shmkit_f(void) { return 42; }\n")
+    lib = tmp_path / "libtiny.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", str(lib), str(src)], check=True)
+    html = tmp_path / "tiny.html"
+    r = run_shmkit("compare", "--size", "64K", "--peers", "2", "--library", str(lib), "--json", "--html", str(html))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    body, errors, _seconds, page = open_page(browser, html)
+    assert errors == []
+    pages = d["text_sharing"]["pages"]
+    assert (f"code is {pages} page;" if pages == 1 else f"code is {pages} pages;") in body
+    elf = page.inner_html("svg.elf")
+    assert "r--p (RELRO)" in elf and "rw-p data" not in elf
+    widths = page.evaluate("() => [...document.querySelectorAll('svg.elf rect')].map(r => r.getBBox().width)")
+    assert min(widths) >= 3, widths  # every LOAD seen, however small
+    clipped = page.evaluate("""() => [...document.querySelectorAll('svg')].flatMap(svg => {
+        const w = svg.viewBox.baseVal.width;
+        return [...svg.querySelectorAll('text')].filter(t => t.getBBox().x + t.getBBox().width > w + 1)
+            .map(t => t.textContent); })""")
+    assert clipped == [], clipped
+    if os.geteuid() == 0:
+        assert "PFNs need root" not in page.content()
+
+
 def test_explain_and_bench_pages(browser, tmp_path):
     html = tmp_path / "explain.html"
     r = run_shmkit("explain", "--peers", "2", "--json", "--html", str(html))

@@ -8,7 +8,7 @@ import platform
 
 from toolkit.report import svg
 from toolkit.report.view import escape
-from toolkit.units import human_bytes, human_seconds, region_size
+from toolkit.units import counted, human_bytes, human_seconds, region_size
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -96,7 +96,7 @@ def compare_sections(c) -> list:
     summary = [f"{c.peers} peers, each given a {region_size(c.size_bytes)} System V segment and POSIX object, and "
                f"{escape(c.library)}."]
     if t is not None:
-        summary.append(f"The library's code is {t.pages} pages; " + (
+        summary.append(f"The library's code is {counted(t.pages, 'page')}; " + (
             f"its physical pages: {human_bytes(physical)} for an Rss summed over the peers of "
             f"{human_bytes(text.footprint.rss_sum)}." if physical is not None else
             "its physical pages cannot be counted without root."))
@@ -117,6 +117,10 @@ def compare_sections(c) -> list:
         if m is None:
             continue
         g = m.footprint.page_grid
+        if g is None and not any(p.rss for p in m.footprint.per_peer):
+            # nothing mapped (a library whose RW segment is all RELRO has no data mapping): no figure, and
+            # no "PFNs need root" said as root
+            continue
         figs.append({"svg": svg.page_grid(m.title, g, c.page_size) if g is not None
                      else svg.shared_private(m.title, m.footprint), "caption": ""})
     secs.append({"id": "pages", "title": "The pages themselves", "figures": figs,

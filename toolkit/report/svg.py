@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from html import escape as _esc
 
-from toolkit.units import human_bytes, human_seconds
+from toolkit.units import counted, human_bytes, human_seconds
 
 FLAG_COLOUR = {"R E": "#4c78a8", "R": "#9aa5b1", "RW": "#f58518", "RWE": "#e45756"}
 KIND_COLOUR = {"Rss sum": "#9aa5b1", "Pss sum": "#4c78a8", "physical": "#54a24b"}
@@ -53,11 +53,14 @@ def elf_bar(path, segments, page_size) -> str:
     for s in loads:
         col = FLAG_COLOUR.get(s.flags.replace(" ", "") if s.flags != "R E" else "R E", "#bbb")
         x0, x1 = fx(s.offset), fx(s.offset + s.filesz)
+        x1 = max(x1, x0 + 3)  # 11 bytes of code in a 13 KiB file must still be seen
         body.append(rect(x0, 20, x1 - x0, 26, col, "#fff",
                          f"LOAD {s.index:02d} {s.flags}: offset {s.offset:#x}, filesz {s.filesz:#x} ({human_bytes(s.filesz)})"))
         body.append(text((x0 + x1) / 2, 60, f"{s.index:02d} {s.flags}", 11, "middle"))
         m0 = vx(s.vaddr - s.vaddr % page_size)
         m1, mfile = vx(s.vaddr + s.memsz), vx(s.vaddr + s.filesz)
+        mfile = max(mfile, m0 + 3)
+        m1 = max(m1, mfile)
         body.append(rect(m0, 100, mfile - m0, 26, col, "#fff",
                          f"LOAD {s.index:02d} mapped at vaddr {s.vaddr:#x}: {s.sharing}"))
         if m1 > mfile + 0.5:
@@ -65,8 +68,9 @@ def elf_bar(path, segments, page_size) -> str:
                              "zero pages", 'stroke-dasharray="4 2"'))
         body.append(f'<line x1="{(x0 + x1) / 2:.1f}" y1="47" x2="{(m0 + m1) / 2:.1f}" y2="99" stroke="#888" '
                     'stroke-width="1" marker-end="url(#arrow)"/>')
-        body.append(text((m0 + m1) / 2, 140, {"R E": "r-xp code", "R": "r--p", "RW": "rw-p data"}.get(s.flags, s.flags),
-                         11, "middle"))
+        all_relro = any(r.vaddr <= s.vaddr and s.vaddr + s.memsz <= r.vaddr + r.memsz for r in relro)
+        label = {"R E": "r-xp code", "R": "r--p", "RW": "r--p (RELRO)" if all_relro else "rw-p data"}
+        body.append(text((m0 + m1) / 2, 140, label.get(s.flags, s.flags), 11, "middle"))
     for r in relro:
         x0, x1 = vx(r.vaddr), vx(r.vaddr + r.memsz)
         body.append(rect(x0, 96, x1 - x0, 4, "#222", title=f"GNU_RELRO {r.vaddr:#x}+{r.memsz:#x}: read-only after "
@@ -141,7 +145,9 @@ def page_grid(title, grid, page_size) -> str:
                 body.append(rect(x, y, cell, cell, _pfn_colour(pfn, n, top),
                                  title=f"page {j * grid.step}: PFN {pfn:#x}, mapped {n} times (kpagecount)"))
     sampled = f", one cell per {grid.step} pages (sampled)" if grid.step > 1 else ""
-    body.append(text(0, 12, f"{title}: {grid.pages} pages{sampled}", 11, weight="bold"))
+    heading = f"{title}: {counted(grid.pages, 'page')}{sampled}"
+    W = max(W, 7 * len(heading))  # a grid of one page must not cut its own title (11 px bold: under 7 px a letter)
+    body.append(text(0, 12, heading, 11, weight="bold"))
     distinct = len({p for _, row in grid.rows for p in row if p is not None})
     desc = (f"{title}: {len(grid.rows)} peers, {grid.pages} pages; the cells show {distinct} distinct physical pages; "
             "the same colour in two rows is the same physical page")
