@@ -132,7 +132,8 @@ def findings(c: Comparison) -> list:
                        f"in all {c.peers} peers; each page mapped by {t.kpagecount_min} to "
                        f"{t.kpagecount_median}+ processes system-wide (kpagecount min, median).")
         else:
-            out.append(f"library text: {counted(t.pages, 'page')}; whether they are one physical copy needs root (PFNs hidden).")
+            out.append(f"library text: {counted(t.pages, 'page')}; whether they are one physical copy needs root "
+                       "(PFNs hidden).")
         if t.load_addresses:
             distinct = len(set(t.load_addresses))
             same_dist = len(set(t.text_to_data)) == 1
