@@ -315,6 +315,23 @@ def test_a_library_whose_data_is_all_relro_has_a_data_segment_too(tmp_path):
     assert pic["holds"] is True and pic["evidence"][1] == f"code-to-data distance: {expected:#x}, {expected:#x}", pic
 
 
+def test_a_library_with_no_code_is_refused_before_any_peer_starts(tmp_path):
+    """A shared object of data only has no r-xp mapping: compare and the demos failed in a peer ('loaded
+    but no executable mapping'), and explain said 'process N has no library matching ... mapped'."""
+    src = tmp_path / "d.c"
+    src.write_text("int shmkit_only_data[4096] = {1};\n")
+    lib = tmp_path / "libdata.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", str(lib), str(src)], check=True)
+    for args in (["compare", "--size", "64K", "--peers", "2"], ["explain", "--peers", "2"], ["demo", "pic"],
+                 ["elf", "--aslr", "2"]):
+        lib_args = ["--library", str(lib)] if args[0] != "elf" else [str(lib)]
+        r = run_shmkit(*args, *lib_args)
+        assert r.returncode == 1 and r.stderr.strip() == (
+            f"Error: {lib}: a shared object with no code (no executable PT_LOAD): nothing of it is mapped r-xp, so "
+            "there is no code to share; name a library with code"), (args, r.stderr)
+    assert "LOAD" in run_shmkit("elf", str(lib)).stdout  # its headers are still shown by elf itself
+
+
 def test_unreadable_file_as_nobody(nobody_env, tmp_path):
     secret = tmp_path / "secret.so"
     secret.write_bytes(open(os.path.join(LIBDIR, "libz.so.1"), "rb").read())

@@ -458,6 +458,36 @@ def _decode_relr(words, width):
 PT_NOTE, NT_GNU_BUILD_ID = 4, 3
 
 
+def _quick_phdrs(f):
+    """(byte order, [(p_type, p_flags, p_offset, p_filesz)]) of an open ELF file, read with struct alone
+    (no pyelftools, no mapping): for the quick questions below. None where it is not ELF."""
+    head = f.read(64)
+    if head[:4] != b"\x7fELF" or len(head) < 64:
+        return None
+    cls, e = (32 if head[4] == 1 else 64), ("<" if head[5] == 1 else ">")
+    if cls == 64:
+        phoff, phentsize, phnum = struct.unpack_from(e + "Q", head, 32)[0], *struct.unpack_from(e + "HH", head, 54)
+    else:
+        phoff, phentsize, phnum = struct.unpack_from(e + "I", head, 28)[0], *struct.unpack_from(e + "HH", head, 42)
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    out = []
+    for i in range(phnum):
+        v = struct.unpack_from(e + _PHDR[cls], table, i * phentsize)
+        out.append((v[0], v[1], v[2], v[5]) if cls == 64 else (v[0], v[6], v[1], v[4]))
+    return e, out
+
+
+def has_code(path: str):
+    """Whether the file has an executable PT_LOAD (code a process maps r-xp); None where it cannot tell."""
+    try:
+        with open(path, "rb") as f:
+            found = _quick_phdrs(f)
+    except (OSError, struct.error):
+        return None
+    return None if found is None else any(t == PT_LOAD and flags & PF_X for t, flags, _o, _s in found[1])
+
+
 def read_build_id(path: str, fs=None):
     """The GNU build-id of an ELF file (hex), from its PT_NOTE segments; None where there is none or the
     file cannot be read. Read through the gateway's host root, so a recorded host works too."""
@@ -465,19 +495,11 @@ def read_build_id(path: str, fs=None):
         path = fs.host_path(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
-            if head[:4] != b"\x7fELF" or len(head) < 64:
+            found = _quick_phdrs(f)
+            if found is None:
                 return None
-            cls, e = (32 if head[4] == 1 else 64), ("<" if head[5] == 1 else ">")
-            if cls == 64:
-                phoff, phentsize, phnum = struct.unpack_from(e + "Q", head, 32)[0], *struct.unpack_from(e + "HH", head, 54)
-            else:
-                phoff, phentsize, phnum = struct.unpack_from(e + "I", head, 28)[0], *struct.unpack_from(e + "HH", head, 42)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-            for i in range(phnum):
-                v = struct.unpack_from(e + _PHDR[cls], table, i * phentsize)
-                p_type, off, size = v[0], (v[2] if cls == 64 else v[1]), (v[5] if cls == 64 else v[4])
+            e, phdrs = found
+            for p_type, _flags, off, size in phdrs:
                 if p_type != PT_NOTE or size > 1 << 16:
                     continue
                 f.seek(off)

@@ -80,6 +80,11 @@ def resolve_library(spec: str | None) -> str:
         what = {1: ": a relocatable object (.o)", 2: ": an executable at a fixed address (ET_EXEC)",
                 4: ": a core dump"}.get(e_type, "")
         raise NotELF(f"{path}: an ELF file but not a shared object (e_type {e_type}{what})")
+    from toolkit.elf.headers import has_code
+
+    if has_code(path) is False:  # each view of a library starts from its code: say so before any peer starts
+        raise NotELF(f"{path}: a shared object with no code (no executable PT_LOAD): nothing of it is mapped "
+                     "r-xp, so there is no code to share; name a library with code")
     return os.path.realpath(path)
 
 
