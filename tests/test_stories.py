@@ -63,6 +63,37 @@ def test_permissions_0666_is_attachable_by_another_user():
     assert "refused" in s["uid 65534 cannot attach a 0600 System V segment of root's"]["evidence"][0]
 
 
+def test_lifetime_on_a_host_with_shm_rmid_forced(tmp_path):
+    """kernel.shm_rmid_forced=1 (hardened hosts) destroys a segment at its last detach and one nobody
+    attached with its creator. The private namespace the demo runs in started at the default (0) and the
+    demo then failed with 'no System V segment with id 0'. It now takes this namespace's value, and says
+    so. The setting is changed only in an IPC namespace made for this test (unshare --ipc)."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to set kernel.shm_rmid_forced in an IPC namespace of its own")
+    with open("/proc/sys/kernel/shm_rmid_forced") as f:
+        ours = f.read()
+    script = ("echo 1 > /proc/sys/kernel/shm_rmid_forced && "
+              f"{sys.executable} -m toolkit demo lifetime --json > {tmp_path}/story.json && "
+              f"{sys.executable} -m toolkit compare --size 1M --peers 2 --json > {tmp_path}/compare.json")
+    r = subprocess.run(["unshare", "--ipc", "sh", "-c", script], capture_output=True, text=True, cwd=REPO,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    story = json.loads((tmp_path / "story.json").read_text())
+    _consistent(story)
+    steps = story["steps"]
+    assert steps[0]["holds"] is False and "shm_rmid_forced is 1" in steps[0]["evidence"][0], steps[0]
+    assert steps[1]["holds"] is True  # POSIX objects are not touched by it
+    assert steps[2]["holds"] is None and steps[4]["holds"] is None and "shm_rmid_forced" in steps[2]["why_not"]
+    c = json.loads((tmp_path / "compare.json").read_text())
+    assert c["mechanisms"]["sysv"]["visibility"]["outlives_creator"] is False
+    assert c["mechanisms"]["posix"]["visibility"]["outlives_creator"] is True
+    assert any("shm_rmid_forced is 1" in n for n in c["notes"]), c["notes"]
+    with open("/proc/sys/kernel/shm_rmid_forced") as f:
+        assert f.read() == ours  # ours is untouched: the test wrote only in the namespace it made
+
+
 def test_protection_reports_sigsegv():
     story, _ = _demo_json("protection")
     assert "SIGSEGV" in story["steps"][0]["evidence"][0]

@@ -175,6 +175,12 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                        names=list(EXPLICIT), size=size, repeat=repeat)
     facts, setups = run.result["lifetime"], run.result["setup"]
     notes.append(f"lifetime and setup cost measured {run.where}")
+    from toolkit.measure.sandbox import ipc_sysctls
+
+    if ipc_sysctls().get("shm_rmid_forced") == "1":  # the private namespace took it: its facts are this host's
+        notes.append("kernel.shm_rmid_forced is 1 in this IPC namespace: a System V segment goes at its last "
+                     "detach, as if marked for removal (and one nobody attached, with its creator), so it neither "
+                     "outlives its creator nor stays listed once detached")
     notes.append(PHASES_NOTE)
     lib_setup = measure_library(path, repeat)
 

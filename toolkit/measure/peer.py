@@ -408,6 +408,11 @@ class _Server:
             self.mechs[name] = mechanisms.get(name)
         return self.mechs[name]
 
+    def op_ipc_sysctls(self):
+        from toolkit.measure.sandbox import ipc_sysctls
+
+        return {"sysctls": ipc_sysctls()}
+
     def op_info(self):
         return {"pid": os.getpid(), "regions": {k: [a.addr, a.length] for k, a in self.atts.items()}}
 

@@ -26,10 +26,30 @@ SHARED = "in this machine's IPC namespace and /dev/shm (no private namespace cou
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+# System V's limits and rules are per IPC namespace, and a new one starts at the kernel's defaults: the
+# private namespace takes this machine's, so that what is measured there is what would happen here (a host
+# with kernel.shm_rmid_forced=1 destroys a segment at its last detach: it does not outlive its creator)
+IPC_SYSCTLS = ("shmmax", "shmall", "shmmni", "shm_rmid_forced")
+
+
+def ipc_sysctls() -> dict:
+    """kernel.shm* of the IPC namespace this process is in, as their files say them."""
+    out = {}
+    for name in IPC_SYSCTLS:
+        try:
+            with open(f"/proc/sys/kernel/{name}") as f:
+                out[name] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
 def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None = None):
     """A preexec_fn: new namespaces for the child (with a user namespace when not root), and with a
-    new mount namespace a fresh tmpfs on /dev/shm. Exit codes 97-99 say which step the kernel refused."""
+    new mount namespace a fresh tmpfs on /dev/shm. Exit codes 97-99 say which step the kernel refused.
+    A new IPC namespace is given this one's kernel.shm* where the kernel lets it (see run_isolated)."""
     uid, gid = os.geteuid(), os.getegid()
+    limits = ipc_sysctls() if flags & CLONE_NEWIPC else {}
     if uid != 0:
         flags |= CLONE_NEWUSER
     size = f",size={dev_shm_bytes}" if dev_shm_bytes else ""
@@ -51,6 +71,11 @@ def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None =
                 write("/proc/self/gid_map", f"{gid} {gid} 1")
             except OSError:
                 os._exit(98)
+        for name, value in limits.items():
+            try:  # an older kernel lets only the first user namespace's root write them: run_isolated says so
+                write(f"/proc/sys/kernel/{name}", value)
+            except OSError:
+                pass
         if private_dev_shm:
             if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
                 os._exit(98)
@@ -104,6 +129,7 @@ def run_isolated(target: str, progress=None, work: int = 0, env=None, **kwargs) 
         result = fn(progress=progress or (lambda *a: None), **kwargs)
         return Isolated(result, False, SHARED.format(why=f": {why}" if why else ""))
     try:
+        theirs = peer.call("ipc_sysctls")["sysctls"]
         reply = peer.call("run", target=target, kwargs=kwargs, work=work, progress=progress,
                           what=f"'{target.partition(':')[2].strip('_')}' in its private namespace")
     finally:
@@ -111,4 +137,9 @@ def run_isolated(target: str, progress=None, work: int = 0, env=None, **kwargs) 
     out = pickle.loads(base64.b64decode(reply["pickle"]))
     if "error" in out:
         raise out["error"]
-    return Isolated(out["result"], True, PRIVATE)
+    ours = ipc_sysctls()
+    differ = [f"kernel.{k}={ours[k]} (there {theirs.get(k, '?')})" for k in IPC_SYSCTLS
+              if k in ours and theirs.get(k) != ours[k]]
+    where = PRIVATE + ("; it could not be given this machine's " + ", ".join(differ) +
+                       ": System V there behaved by the kernel's defaults" if differ else "")
+    return Isolated(out["result"], True, where)
