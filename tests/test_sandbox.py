@@ -71,3 +71,34 @@ def _sysctl(name, default):
 def _unprivileged_userns_allowed() -> bool:
     return (_sysctl("user.max_user_namespaces", 0) > 0 and _sysctl("kernel.unprivileged_userns_clone", 1) == 1
             and _sysctl("kernel.apparmor_restrict_unprivileged_userns", 0) == 0)
+
+
+def test_the_private_namespace_keeps_this_machines_limits(tmp_path):
+    """The private /dev/shm had the size of the real one but not its number of names (a container's few
+    thousand), and its IPC namespace the kernel's default kernel.shm*: what was measured there could
+    succeed where this machine refuses. The /dev/shm and the settings are changed only in namespaces
+    made for this test (unshare)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a mount and an IPC namespace of the test's own")
+    probe = ("from toolkit.measure.sandbox import private_peer\n"
+             "peer, why = private_peer()\n"
+             "assert peer is not None, why\n"
+             "shm = [line.split() for line in open(f'/proc/{peer.pid}/mountinfo') if ' /dev/shm ' in line]\n"
+             "print(shm[-1][-1])\n"
+             "print(peer.call('ipc_sysctls')['sysctls']['shmmni'])  # read in its own IPC namespace\n"
+             "peer.close()\n")
+    script = ("mount -t tmpfs -o size=1m,nr_inodes=64 tmpfs /dev/shm && echo 100 > /proc/sys/kernel/shmmni && "
+              f"{sys.executable} -c \"$PROBE\"")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--ipc", "sh", "-c", script],
+                       capture_output=True, text=True, env={**os.environ, "PROBE": probe}, timeout=60,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr
+    options, shmmni = r.stdout.split()
+    assert "size=1024k" in options and "nr_inodes=64" in options, options
+    assert shmmni == "100"

@@ -44,7 +44,8 @@ def ipc_sysctls() -> dict:
     return out
 
 
-def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None = None):
+def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None = None,
+          dev_shm_inodes: int | None = None):
     """A preexec_fn: new namespaces for the child (with a user namespace when not root), and with a
     new mount namespace a fresh tmpfs on /dev/shm. Exit codes 97-99 say which step the kernel refused.
     A new IPC namespace is given this one's kernel.shm* where the kernel lets it (see run_isolated)."""
@@ -52,7 +53,7 @@ def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None =
     limits = ipc_sysctls() if flags & CLONE_NEWIPC else {}
     if uid != 0:
         flags |= CLONE_NEWUSER
-    size = f",size={dev_shm_bytes}" if dev_shm_bytes else ""
+    size = (f",size={dev_shm_bytes}" if dev_shm_bytes else "") + (f",nr_inodes={dev_shm_inodes}" if dev_shm_inodes else "")
 
     def write(path, text):
         fd = os.open(path, os.O_WRONLY)
@@ -91,13 +92,14 @@ def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None =
     return preexec
 
 
-def _dev_shm_bytes() -> int | None:
-    """The size of this machine's /dev/shm, so that the private one refuses what the real one would."""
+def _dev_shm_limits() -> tuple:
+    """(bytes, inodes) of this machine's /dev/shm, so that the private one refuses what the real one would
+    (a container's 64 MiB, or its few thousand names); None for what cannot be read or has no limit."""
     try:
         st = os.statvfs("/dev/shm")
     except OSError:
-        return None
-    return st.f_blocks * st.f_frsize or None
+        return None, None
+    return st.f_blocks * st.f_frsize or None, st.f_files or None
 
 
 def private_peer(env=None):
@@ -105,7 +107,7 @@ def private_peer(env=None):
     from toolkit.errors import PeerFailed
     from toolkit.measure.peer import Peer
 
-    peer = Peer(env, preexec_fn=enter(CLONE_NEWIPC | CLONE_NEWNS, True, _dev_shm_bytes()))
+    peer = Peer(env, preexec_fn=enter(CLONE_NEWIPC | CLONE_NEWNS, True, *_dev_shm_limits()))
     try:
         peer.call("info", what="'info' (entering a private IPC namespace)")
     except PeerFailed as err:
