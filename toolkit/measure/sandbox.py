@@ -53,7 +53,8 @@ def enter(flags: int, private_dev_shm: bool = False, dev_shm_bytes: int | None =
     limits = ipc_sysctls() if flags & CLONE_NEWIPC else {}
     if uid != 0:
         flags |= CLONE_NEWUSER
-    size = (f",size={dev_shm_bytes}" if dev_shm_bytes else "") + (f",nr_inodes={dev_shm_inodes}" if dev_shm_inodes else "")
+    size = f",size={dev_shm_bytes}" if dev_shm_bytes else ""
+    size += f",nr_inodes={dev_shm_inodes}" if dev_shm_inodes else ""
 
     def write(path, text):
         fd = os.open(path, os.O_WRONLY)
