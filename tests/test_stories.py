@@ -76,7 +76,8 @@ def test_lifetime_on_a_host_with_shm_rmid_forced(tmp_path):
         ours = f.read()
     script = ("echo 1 > /proc/sys/kernel/shm_rmid_forced && "
               f"{sys.executable} -m toolkit demo lifetime --json > {tmp_path}/story.json && "
-              f"{sys.executable} -m toolkit compare --size 1M --peers 2 --json > {tmp_path}/compare.json")
+              f"{sys.executable} -m toolkit compare --size 1M --peers 2 --json > {tmp_path}/compare.json && "
+              f"COLUMNS=200 {sys.executable} -m toolkit compare --size 1M --peers 2 > {tmp_path}/compare.txt")
     r = subprocess.run(["unshare", "--ipc", "sh", "-c", script], capture_output=True, text=True, cwd=REPO,
                        timeout=300)
     assert r.returncode == 0, r.stderr
@@ -90,6 +91,8 @@ def test_lifetime_on_a_host_with_shm_rmid_forced(tmp_path):
     assert c["mechanisms"]["sysv"]["visibility"]["outlives_creator"] is False
     assert c["mechanisms"]["posix"]["visibility"]["outlives_creator"] is True
     assert any("shm_rmid_forced is 1" in n for n in c["notes"]), c["notes"]
+    listed = next(line for line in (tmp_path / "compare.txt").read_text().splitlines() if "listed in" in line)
+    assert "— (gone with its creator)" in listed, listed  # not a blank cell
     with open("/proc/sys/kernel/shm_rmid_forced") as f:
         assert f.read() == ours  # ours is untouched: the test wrote only in the namespace it made
 

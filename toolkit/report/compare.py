@@ -65,7 +65,10 @@ def rows(c: Comparison) -> list:
     out.append((g, "a peer's write seen by another", [
         _yes(m.visibility.peer_sees_write, "— (r-x: cannot write)") for m in ms]))
     out.append((g, "name in /proc/PID/maps", [m.visibility.maps_name for m in ms]))
-    out.append((g, "listed in", [", ".join(m.visibility.listed_in) for m in ms]))
+    # an object gone with its creator (kernel.shm_rmid_forced) could not be looked for: say that, not nothing
+    out.append((g, "listed in", [", ".join(m.visibility.listed_in) or
+                                 ("— (gone with its creator)" if m.visibility.outlives_creator is False else "—")
+                                 for m in ms]))
     out.append((g, "mode, owner", [f"{m.visibility.mode} {m.visibility.owner}" for m in ms]))
     out.append((g, "outlives its creator", [_yes(m.visibility.outlives_creator, "— (page cache)") for m in ms]))
     out.append((g, "peers reach it by", [m.visibility.reached_by for m in ms]))
