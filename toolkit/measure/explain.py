@@ -87,7 +87,10 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
         m = by[name]
         ph = {p.name: p for p in m.setup.phases}
         f = m.footprint
-        ev.append(f"{m.title}: asked for by name ({escape(m.visibility.maps_name)}), listed in {', '.join(m.visibility.listed_in)}, "
+        listed = (f"listed in {', '.join(m.visibility.listed_in)}" if m.visibility.listed_in else
+                  "listed nowhere once its creator was gone (kernel.shm_rmid_forced)"
+                  if m.visibility.outlives_creator is False else "listed nowhere")
+        ev.append(f"{m.title}: asked for by name ({escape(m.visibility.maps_name)}), {listed}, "
                   f"mode {m.visibility.mode}; a peer's write is seen by another: {m.visibility.peer_sees_write}")
         ev.append(f"{m.title}: create {human_seconds(ph['create'].median_s)}, attach {human_seconds(ph['attach'].median_s)}, "
                   f"first touch of {human_bytes(size)} {human_seconds(ph['first_touch'].median_s)} "
