@@ -10,7 +10,7 @@ from toolkit.measure import footprint as fp
 from toolkit.measure.janitor import Janitor
 from toolkit.measure.library import global_write, text_sharing
 from toolkit.measure.peer import PeerGroup, made_by_exited_peer
-from toolkit.measure.sandbox import run_isolated
+from toolkit.measure.sandbox import ipc_sysctls, run_isolated
 from toolkit.measure.setup import measure_explicit, measure_library
 from toolkit.mechanisms.dso import resolve_library
 from toolkit.proc.maps import read_maps
@@ -175,8 +175,6 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
                        names=list(EXPLICIT), size=size, repeat=repeat)
     facts, setups = run.result["lifetime"], run.result["setup"]
     notes.append(f"lifetime and setup cost measured {run.where}")
-    from toolkit.measure.sandbox import ipc_sysctls
-
     if ipc_sysctls().get("shm_rmid_forced") == "1":  # the private namespace took it: its facts are this host's
         notes.append("kernel.shm_rmid_forced is 1 in this IPC namespace: a System V segment goes at its last "
                      "detach, as if marked for removal (and one nobody attached, with its creator), so it neither "

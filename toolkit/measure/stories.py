@@ -8,7 +8,7 @@ from toolkit import mechanisms, vm
 from toolkit.errors import PeerFailed, ShmkitError
 from toolkit.measure.janitor import Janitor
 from toolkit.measure.peer import Peer, PeerGroup, made_by_exited_peer
-from toolkit.measure.sandbox import CLONE_NEWIPC, CLONE_NEWNS, run_isolated
+from toolkit.measure.sandbox import CLONE_NEWIPC, CLONE_NEWNS, ipc_sysctls, run_isolated
 from toolkit.measure.sandbox import enter as _enter
 from toolkit.proc.maps import find_mapping, read_maps, read_smaps
 from toolkit.proc.pagemap import PAGE_SIZE, pfns_visible_here, read_pagemap
@@ -59,8 +59,6 @@ def _lifetime(progress=None) -> Story:
     with Janitor() as janitor:
         made = []
         try:
-            from toolkit.measure.sandbox import ipc_sysctls
-
             # kernel.shm_rmid_forced=1 (hardened hosts; the private namespace takes this machine's value): a
             # segment nobody has attached goes with its creator, and any segment with its last detach
             forced = ipc_sysctls().get("shm_rmid_forced") == "1"
@@ -84,7 +82,8 @@ def _lifetime(progress=None) -> Story:
             with PeerGroup(1) as g:
                 peer = g[0]
                 alive = seg is not None  # gone with its creator where shm_rmid_forced is 1: nothing to mark
-                gone_why = f"shmid {s_h.shmid} did not outlive its creator (kernel.shm_rmid_forced is 1 here)"
+                gone_why = (f"shmid {s_h.shmid} did not outlive its creator"
+                            + (" (kernel.shm_rmid_forced is 1 here)" if forced else ""))
                 if alive:
                     peer.call("attach", region="s", handle=s_h.to_json())
                 peer.call("attach", region="p", handle=p_h.to_json())
