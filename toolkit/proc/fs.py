@@ -176,12 +176,13 @@ class ProcFS:
     def read_at(self, rel: tuple, runs) -> list:
         """Read several (offset, length) runs from one binary file with one open. A recorded host keeps
         the parts of pagemap, kpagecount and kpagecgroup that were read, as FILE.runs.json."""
-        if self.recorded and not self.exists(*rel) and self.exists(*rel[:-1], f"{rel[-1]}.runs.json"):
-            where = self.path(*rel[:-1], f"{rel[-1]}.runs.json")
+        recorded_runs = (*rel[:-1], f"{rel[-1]}.runs.json")
+        if self.recorded and not self.exists(*rel) and self.exists(*recorded_runs):
             try:
-                return _from_runs(self.read_text(*rel[:-1], f"{rel[-1]}.runs.json"), runs)
+                return _from_runs(self.read_text(*recorded_runs), runs)
             except (ValueError, TypeError, KeyError) as err:  # a recording is anyone's file
-                raise BadInput(f"{where}: malformed runs of a recording ({type(err).__name__})") from err
+                raise BadInput(f"{self.path(*recorded_runs)}: malformed runs of a recording "
+                               f"({type(err).__name__})") from err
         try:
             fd = os.open(self.path(*rel), os.O_RDONLY)
         except OSError as err:
