@@ -36,6 +36,7 @@ def test_compare_table():
     for word in ("System V", "POSIX", "library text", "library data", "visibility", "setup", "footprint", "Pss sum"):
         assert word in r.stdout
     assert "peer B still reads" in r.stdout
+    assert "the same PFNs in both peers" in r.stdout  # not "in all 2 peers"
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -62,6 +62,11 @@ def counted(n, noun: str, plural: str = "") -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+def every(n, noun_plural: str) -> str:
+    """'both peers', 'all 3 peers': every one of n things, as one says it."""
+    return f"both {noun_plural}" if n == 2 else f"all {n} {noun_plural}"
+
+
 def human_seconds(s) -> str:
     if s is None:
         return "-"

@@ -11,7 +11,7 @@ from toolkit.mechanisms.dso import Dso, resolve_library
 from toolkit.proc.pagemap import kpagecount_readable, pfns_visible_here
 from toolkit.records import Step, Story
 from toolkit.report.view import escape  # a library's path is anyone's bytes
-from toolkit.units import counted, human_bytes, human_seconds
+from toolkit.units import counted, every, human_bytes, human_seconds
 
 NEEDS_ROOT = "physical page numbers (pagemap PFNs, kpagecount) need root"
 
@@ -47,13 +47,13 @@ def explain(library: str | None = None, peers: int = 4, size: int = 16 << 20) ->
     text_fp = by["dso_text"].footprint
     if privileged:
         steps.append(Step(
-            f"The code pages are one set of physical pages in all {peers} processes",
+            f"The code pages are one set of physical pages in {every(peers, 'processes')}",
             (f"{t.pages} code pages: the same PFNs in every peer: {t.same_pfns_in_all_peers}",
              f"Rss summed over the peers {human_bytes(text_fp.rss_sum)}, physical {human_bytes(text_fp.physical_bytes)}",
              f"kpagecount: each code page is mapped by at least {t.kpagecount_min} processes (median {t.kpagecount_median})"),
             bool(t.same_pfns_in_all_peers) and t.kpagecount_min >= peers))
     else:
-        steps.append(Step(f"The code pages are one set of physical pages in all {peers} processes",
+        steps.append(Step(f"The code pages are one set of physical pages in {every(peers, 'processes')}",
                           (f"Rss summed {human_bytes(text_fp.rss_sum)}, Pss summed {human_bytes(text_fp.pss_sum)}: "
                            "Pss divides shared pages among their users",), None, NEEDS_ROOT))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from toolkit.records import PHASES, Comparison, to_dict
 from toolkit.report.view import escape, raw_hex
-from toolkit.units import counted, human_bytes, human_seconds, region_size
+from toolkit.units import counted, every, human_bytes, human_seconds, region_size
 
 NEEDS_ROOT = "unavailable (needs root)"
 
@@ -132,7 +132,7 @@ def findings(c: Comparison) -> list:
     if t:
         if t.same_pfns_in_all_peers is not None:
             out.append(f"library text: {t.pages} pages, {'the same PFNs' if t.same_pfns_in_all_peers else 'NOT the same PFNs'} "
-                       f"in all {c.peers} peers; each page mapped by {t.kpagecount_min} to "
+                       f"in {every(c.peers, 'peers')}; each page mapped by {t.kpagecount_min} to "
                        f"{t.kpagecount_median}+ processes system-wide (kpagecount min, median).")
         else:
             out.append(f"library text: {counted(t.pages, 'page')}; whether they are one physical copy needs root "
