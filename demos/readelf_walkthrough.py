@@ -11,7 +11,7 @@ from toolkit.measure.elfjoin import join_pid
 from toolkit.mechanisms.dso import Dso, resolve_library
 from toolkit.proc.pagemap import kpagecount_readable, probe_pfns_visible
 from toolkit.report.elf import render_elf
-from toolkit.units import human_bytes
+from toolkit.units import counted, human_bytes
 
 path = resolve_library(sys.argv[1] if len(sys.argv) > 1 else None)
 lib = Dso.dlopen(path)  # make sure it is loaded here (libc already is)
@@ -42,6 +42,6 @@ if code:
 if data:
     print(f"  the data (rw-p) is {human_bytes(sum(m.private_dirty for m in data))} Private_Dirty: this process's own "
           f"copy of the pages it (or the loader) wrote; nobody else sees those globals.")
-print(f"  relocations dirty at least {sum(s.reloc_pages for s in info.loads())} page(s) of the file in every process; "
+print(f"  relocations dirty at least {counted(sum(s.reloc_pages for s in info.loads()), 'page')} of the file in every process; "
       f"RELRO is {info.relro}.")
 Dso.dlclose(lib)

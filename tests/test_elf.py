@@ -152,6 +152,16 @@ def test_relocation_pages_match_readelf(tmp_path):
     assert sum(s.reloc_pages for s in info.loads()) == len({o // page for o in offsets})
 
 
+def test_one_relocation_is_counted_in_the_singular(tmp_path):
+    src = tmp_path / "r.c"
+    src.write_text("int x = 1;\nint *p = &x;\n")  # one R_X86_64_64 (R_AARCH64_ABS64): one word of one page
+    out = tmp_path / "libone.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", str(out), str(src)], check=True)
+    r = run_shmkit("elf", str(out), env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "[1 dynamic relocation dirty 1 page]" in " ".join(r.stdout.split()), r.stdout  # however folded
+
+
 def test_header_summary_of_an_executable():
     info = read_elf("/usr/bin/ls")
     assert info.type == "DYN" and info.pie and info.interpreter

@@ -23,7 +23,7 @@ def _verdict(steps, good: str, bad: str) -> str:
     if not shown:
         return "nothing could be shown on this machine: " + "; ".join(s.why_not for s in steps if s.why_not)
     if all(s.holds for s in shown):
-        return good + ("" if len(shown) == len(steps) else f" ({len(steps) - len(shown)} step(s) could not be shown here)")
+        return good + ("" if len(shown) == len(steps) else f" ({counted(len(steps) - len(shown), 'step')} could not be shown here)")
     failed = [s.claim for s in shown if not s.holds]
     return bad + ": " + "; ".join(failed)
 
@@ -222,7 +222,7 @@ def _namespaces(progress=None) -> Story:
                 peer.close()
             steps.append(Step(
                 "In a new IPC namespace a System V segment is invisible",
-                (f"the peer's /proc/sysvipc/shm lists {len(ids)} segment(s), ours (shmid {s_h.shmid}) "
+                (f"the peer's /proc/sysvipc/shm lists {counted(len(ids), 'segment')}, ours (shmid {s_h.shmid}) "
                  f"{'among them' if s_h.shmid in ids else 'not among them'}; shmat: "
                  f"{'attached' if a['attached'] else a['why']}",),
                 s_h.shmid not in ids and not a["attached"]))

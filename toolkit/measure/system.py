@@ -453,7 +453,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 pinned="no process attached and not marked for removal" if orphan else None, via_pid=pid,
             ))
     if unread_ns:
-        notes.append(f"{unread_ns} other IPC namespace(s) not read: entering one needs root (CAP_SYS_ADMIN)")
+        notes.append(f"{counted(unread_ns, 'other IPC namespace')} not read: entering one needs root (CAP_SYS_ADMIN)")
     if impossible:
         shmid, rss, size = impossible[0]
         notes.append(f"rss unknown for {counted(len(impossible), 'System V segment')} (shmid {shmid}"

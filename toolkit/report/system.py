@@ -166,7 +166,7 @@ def segments_renderables(r, console, changes=None) -> list:
         out += renderables(v, console)
     orphans = [o for o in r.sysv + r.posix if o.orphan]
     if orphans:
-        out.append((f"{len(orphans)} orphan(s): nothing maps them and nobody marked them for removal; they "
+        out.append((f"{counted(len(orphans), 'orphan')}: nothing maps them and nobody marked them for removal; they "
                         "stay until removed (ipcrm -m SHMID, rm /dev/shm/NAME) or reboot."))
         elsewhere = [o for o in orphans if o.via_pid is not None]
         if elsewhere:  # the commands above would act on our namespace: say how to reach theirs
