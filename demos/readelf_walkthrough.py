@@ -42,6 +42,7 @@ if code:
 if data:
     print(f"  the data (rw-p) is {human_bytes(sum(m.private_dirty for m in data))} Private_Dirty: this process's own "
           f"copy of the pages it (or the loader) wrote; nobody else sees those globals.")
-print(f"  relocations dirty at least {counted(sum(s.reloc_pages for s in info.loads()), 'page')} of the file in every process; "
+reloc_pages = sum(s.reloc_pages for s in info.loads())
+print(f"  relocations dirty at least {counted(reloc_pages, 'page')} of the file in every process; "
       f"RELRO is {info.relro}.")
 Dso.dlclose(lib)

@@ -23,7 +23,8 @@ def _verdict(steps, good: str, bad: str) -> str:
     if not shown:
         return "nothing could be shown on this machine: " + "; ".join(s.why_not for s in steps if s.why_not)
     if all(s.holds for s in shown):
-        return good + ("" if len(shown) == len(steps) else f" ({counted(len(steps) - len(shown), 'step')} could not be shown here)")
+        unshown = len(steps) - len(shown)
+        return good + (f" ({counted(unshown, 'step')} could not be shown here)" if unshown else "")
     failed = [s.claim for s in shown if not s.holds]
     return bad + ": " + "; ".join(failed)
 

@@ -133,7 +133,8 @@ def render_elf(info, out, width: int | None = None) -> None:
         return finish()
     w("Sharing of each LOAD in a process:\n")
     for s in info.loads():
-        rel = (f"  [{counted(s.relocations, 'dynamic relocation')} dirty {counted(s.reloc_pages, 'page')}]" if s.relocations else "")
+        rel = (f"  [{counted(s.relocations, 'dynamic relocation')} dirty {counted(s.reloc_pages, 'page')}]"
+               if s.relocations else "")
         para(f"{s.index:02d} LOAD {s.flags:<3} {human_bytes(s.memsz):>10}: {s.sharing}{rel}", "  ", " " * 6)
     for s in info.segments:
         if s.type == "GNU_RELRO":
