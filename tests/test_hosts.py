@@ -36,8 +36,10 @@ def _systemd(root, logind=STOCK_LOGIND):
         _write(root, "etc/systemd/logind.conf", logind)
 
 
-def _hidepid(root):
-    """/proc mounted hidepid=2, seen by uid 1000 without capabilities: only its own process is listed."""
+def _hidepid(root, option="hidepid=2", in_group=None):
+    """/proc mounted with `option` (hidepid=2 by default), seen by uid 1000 without capabilities: only its own
+    process is listed. With `in_group`, uid 1000 is in the group the mount's gid= exempts: it sees every
+    process, as without hidepid, but root's memory maps are still refused it (the ptrace check)."""
     mi = os.path.join(root, "proc", "self", "mountinfo")
     lines = open(mi).read().splitlines()
     proc = [i for i, ln in enumerate(lines) if " /proc " in ln and " - proc " in ln]
@@ -45,16 +47,26 @@ def _hidepid(root):
     for i in proc:
         pre, _, post = lines[i].partition(" - ")
         fields = post.split()
-        fields[2] = fields[2] + ",hidepid=2"
+        fields[2] = fields[2] + "," + option
         lines[i] = pre + " - " + " ".join(fields)
     open(mi, "w").write("\n".join(lines) + "\n")
     for pid in (SLEEPER, "self"):
         st = os.path.join(root, "proc", str(pid), "status")
         text = open(st).read()
         text = "\n".join("Uid:\t1000\t1000\t1000\t1000" if ln.startswith("Uid:") else
+                         "Gid:\t1000\t1000\t1000\t1000" if ln.startswith("Gid:") else
+                         f"Groups:\t1000 {in_group or ''}" if ln.startswith("Groups:") else
                          "CapEff:\t0000000000000000" if ln.startswith("CapEff:") else ln for ln in text.splitlines())
         open(st, "w").write(text + "\n")
-    shutil.rmtree(os.path.join(root, "proc", str(PEER)))  # root's: invisible to uid 1000 under hidepid=2
+    if in_group is None:
+        shutil.rmtree(os.path.join(root, "proc", str(PEER)))  # root's: invisible to uid 1000
+        return
+    meta_path = os.path.join(root, "recorded-stat.json")
+    meta = json.load(open(meta_path))
+    meta["denied"] = [f"/proc/{PEER}/{name}" for name in ("smaps", "smaps_rollup", "maps", "fd", "map_files")]
+    json.dump(meta, open(meta_path, "w"))
+    for name in ("smaps", "smaps_rollup", "maps"):  # what a recorder is refused, it has not got
+        os.unlink(os.path.join(root, "proc", str(PEER), name))
 
 
 def _old_kernel(root):
@@ -70,6 +82,8 @@ VARIANTS = {
     "systemd-conf-no": lambda root: _systemd(root, "[Login]\nRemoveIPC=no\n"),
     "systemd-no-etc-file": lambda root: _systemd(root, None),
     "hidepid": _hidepid,
+    "hidepid-ptraceable": lambda root: _hidepid(root, "hidepid=ptraceable"),
+    "hidepid-gid": lambda root: _hidepid(root, "hidepid=invisible,gid=1001", in_group=1001),
     "old-kernel": _old_kernel,
 }
 
@@ -143,6 +157,23 @@ def test_hidepid_host_says_what_it_cannot_see(host):
     assert 'shmkit_orphan_unknown_objects{kind="posix"} 2' in text and 'shmkit_orphan_objects{kind="posix"} 0' in text
     out = run_shmkit("footprint", "--root", root).stdout
     assert "hidepid=2" in out
+
+
+def test_hidepid_ptraceable_hides_as_invisible_does(host):
+    seg = scan_segments(ProcFS.at_host(host("hidepid-ptraceable")))
+    assert not seg.complete and seg.processes == 1
+    assert any("hidepid=ptraceable" in n and "invisible" in n for n in seg.notes), seg.notes
+
+
+def test_hidepid_does_not_hide_from_the_group_its_gid_option_names(host):
+    """hidepid=invisible,gid=1001 and we are in group 1001: every process is listed (proc(5)); what is
+    refused is reading root's maps, and the note says that, not that processes are hidden."""
+    fs = ProcFS.at_host(host("hidepid-gid"))
+    seg = scan_segments(fs)
+    assert seg.processes > 1 and not any("hidepid" in n for n in seg.notes), seg.notes
+    assert any("not readable (they belong to other users" in n for n in seg.notes), seg.notes
+    foot = scan_footprint(fs=fs)
+    assert not any("hidepid" in n for n in foot.notes), foot.notes
 
 
 def test_old_kernel_without_smaps_rollup(host):

@@ -639,6 +639,7 @@ class Access(NamedTuple):
     cap_eff: int  # effective capability mask
     hidepid: Optional[str]  # the proc mount's hidepid= value, None when not set
     ptrace_scope: Optional[int]  # Yama's, None without Yama
+    hidepid_exempt: bool = False  # in the group the proc mount's gid= names: hidepid does not apply to us
 
     @property
     def scope_forbids(self) -> bool:

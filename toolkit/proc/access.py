@@ -33,15 +33,20 @@ def read_access(fs: ProcFS | None = None) -> Access:
     st = read_status("self", fs)
     uid = int(st.get("Uid", "0").split()[1])  # effective
     cap_eff = int(st.get("CapEff", "0"), 16)
-    hidepid = None
+    hidepid = exempt_gid = None
     for opt in proc_mount_options(fs):
         if opt.startswith("hidepid="):
             hidepid = opt.split("=", 1)[1]
+        elif opt.startswith("gid="):  # proc(5): members of this group see every process, as without hidepid
+            exempt_gid = opt.split("=", 1)[1]
+    groups = set(st.get("Groups", "").split())
+    if st.get("Gid", "").split()[1:2]:
+        groups.add(st["Gid"].split()[1])  # the effective gid counts too (in_group_p)
     try:
         scope = int(fs.read_text("sys", "kernel", "yama", "ptrace_scope"))
     except (ShmkitError, OSError, ValueError):
         scope = None
-    return Access(uid, cap_eff, hidepid, scope)
+    return Access(uid, cap_eff, hidepid, scope, exempt_gid is not None and exempt_gid in groups)
 
 
 def _real_uid(fs: ProcFS, pid):
@@ -62,8 +67,9 @@ def can_read_all(a: Access) -> bool:
 
 
 def hides_others(a: Access) -> bool:
-    """/proc mounted with hidepid=2 (invisible): other users' processes are not even listed for us."""
-    return a.hidepid in ("2", "invisible") and not can_read_all(a)
+    """/proc mounted with hidepid=2 (invisible) or 4 (ptraceable, Linux 5.8): processes we may not trace, other
+    users' among them, are not even listed for us."""
+    return a.hidepid in ("2", "invisible", "4", "ptraceable") and not can_read_all(a) and not a.hidepid_exempt
 
 
 def why_denied(fs: ProcFS, a: Access, pids) -> str:
@@ -71,7 +77,7 @@ def why_denied(fs: ProcFS, a: Access, pids) -> str:
     pids = sorted(pids)
     if not pids:
         return ""
-    if a.hidepid in ("1", "noaccess") and not can_read_all(a):
+    if a.hidepid in ("1", "noaccess") and not can_read_all(a) and not a.hidepid_exempt:
         return "/proc is mounted with hidepid=1: other users' processes may not be read (run as root)"
     if a.uid != 0 and not can_read_all(a):
         # Yama's ptrace_scope governs attaching, not reading maps (mainline security/yama): the owner,
