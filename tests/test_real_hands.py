@@ -231,6 +231,20 @@ def test_a_closed_stdout_is_one_line_and_status_1(args):
     assert r.returncode == 1 and r.stdout == b""
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+@pytest.mark.parametrize("args", [[], ["segments"], ["footprint", "--json"], ["elf", LIBC], ["snapshot", "-"],
+                                  ["footprint", "--watch", "1", "--json"]])
+def test_a_full_stdout_is_one_line_naming_it_and_status_1(args, unbuffered):
+    """`shmkit ... > /dev/full` (or a full disk): buffered, the failed write left data that Python's flush at
+    exit tried again ("Exception ignored in: <stdout>", status 120); unbuffered, the line named no file."""
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([sys.executable, "-m", "toolkit", *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                           cwd=REPO, env=env, timeout=60)
+    assert r.returncode == 1 and r.stderr == "Error: cannot write standard output: No space left on device\n", \
+        (r.returncode, r.stderr)
+
+
 def test_too_few_descriptors_is_one_line_naming_the_limit():
     import resource
 

@@ -109,6 +109,22 @@ def quiet_on_closed_pipe():
     sys.exit(0)
 
 
+STANDARD_OUTPUT = "standard output"  # the name our stdout's write errors carry (cli.main tags them)
+
+
+def stdout_failed(err: OSError):
+    """A write to our stdout failed (a full disk, /dev/full, an I/O error): one line naming it, status 1.
+    stdout is pointed at /dev/null first, so that Python's flush at exit cannot fail again and print
+    "Exception ignored" or end with status 120."""
+    import os
+    import sys
+
+    click.echo(f"Error: cannot write {STANDARD_OUTPUT}: {err.strerror or err}", err=True)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    sys.exit(1)
+
+
 def library_errors(fn):
     """Turn the library's errors into one line and exit status 1, at the CLI edge only."""
 
@@ -121,6 +137,8 @@ def library_errors(fn):
         except BrokenPipeError:
             quiet_on_closed_pipe()  # here, before click's own EPIPE handling (exit 1) sees it
         except OSError as err:
+            if err.filename == STANDARD_OUTPUT:
+                stdout_failed(err)
             raise click.ClickException(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
                                        + _which_limit(err)) from err
 
@@ -281,8 +299,10 @@ def cannot_write(path: str, err: OSError):
     its reader went away (`shmkit snapshot - | head -c 100`), the quiet end of any closed pipe."""
     from toolkit.outfile import is_stdout  # outfile imports secrets (3 ms): only where a file is written
 
-    if isinstance(err, BrokenPipeError) and is_stdout(path):
+    if isinstance(err, BrokenPipeError) and (path == "-" or is_stdout(path)):
         quiet_on_closed_pipe()
+    if path == "-" or err.filename == STANDARD_OUTPUT:
+        stdout_failed(err)
     raise click.ClickException(f"cannot write {path}: {err.strerror or err}") from err
 
 

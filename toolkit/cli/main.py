@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import io
 import signal
 import sys
 
 import click
 
-from toolkit.cli.common import quiet_on_closed_pipe
+from toolkit.cli.common import STANDARD_OUTPUT, quiet_on_closed_pipe, stdout_failed
 
 # command name -> module:function; a command imports only its own module
 COMMANDS = {
@@ -107,6 +108,36 @@ class _ClosedStream:
         raise io.UnsupportedOperation(f"{self.name} is closed")
 
 
+class _StdoutFile(io.FileIO):
+    """Descriptor 1, whose write errors name it: ENOSPC from a full disk or /dev/full names no file, and
+    the edge must tell our stdout failing from any other error (and then stop Python's exit flush from
+    failing again)."""
+
+    def write(self, data):
+        try:
+            return super().write(data)
+        except BrokenPipeError:
+            raise  # a closed pipe has its own quiet end
+        except OSError as err:
+            err.filename = STANDARD_OUTPUT
+            raise
+
+
+def _named_stdout():
+    """sys.stdout rebuilt on _StdoutFile with the same encoding, errors, buffering and line buffering."""
+    old = sys.stdout
+    try:
+        if not isinstance(old, io.TextIOWrapper) or old.fileno() != 1:
+            return  # closed, or replaced by whoever called us (a test's capture)
+    except (OSError, ValueError):
+        return
+    raw = _StdoutFile(1, "w", closefd=False)
+    unbuffered = isinstance(old.buffer, io.FileIO)  # python -u, PYTHONUNBUFFERED
+    sys.stdout = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), encoding=old.encoding,
+                                  errors=old.errors, line_buffering=old.line_buffering,
+                                  write_through=old.write_through)
+
+
 def _closed_streams():
     import os
 
@@ -120,6 +151,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     _closed_streams()
+    _named_stdout()
     _encodable_output()
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -149,6 +181,8 @@ def main(argv=None):
         click.echo(f"Error: {escape(err.format_message())}", err=True)
         sys.exit(err.exit_code)
     except OSError as err:  # writing what is outside a command (the help) to a closed or full stream
+        if err.filename == STANDARD_OUTPUT:
+            stdout_failed(err)
         click.echo(f"Error: {err.strerror or err}", err=True)
         sys.exit(1)
     except (KeyboardInterrupt, click.Abort):

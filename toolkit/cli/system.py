@@ -323,7 +323,7 @@ def snapshot(file):
         try:
             summary = take_snapshot(file, progress=progress)
         except OSError as err:
-            cannot_write(file, err)
+            cannot_write("-" if named == "-" else file, err)
     from toolkit.report.view import escape
 
     size = "" if summary["bytes"] is None else f", {summary['bytes']} bytes"
