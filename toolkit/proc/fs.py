@@ -178,11 +178,14 @@ class ProcFS:
         the parts of pagemap, kpagecount and kpagecgroup that were read, as FILE.runs.json."""
         recorded_runs = (*rel[:-1], f"{rel[-1]}.runs.json")
         if self.recorded and not self.exists(*rel) and self.exists(*recorded_runs):
+            cache = self.__dict__.setdefault("_runs_cache", {})
+            key = self.path(*recorded_runs)
             try:
-                return _from_runs(self.read_text(*recorded_runs), runs)
+                if key not in cache:  # parsed once: the ledger reads a pid's pagemap once per mapping
+                    cache[key] = _RecordedRuns(self.read_text(*recorded_runs))
+                return cache[key].read(runs)
             except (ValueError, TypeError, KeyError) as err:  # a recording is anyone's file
-                raise BadInput(f"{self.path(*recorded_runs)}: malformed runs of a recording "
-                               f"({type(err).__name__})") from err
+                raise BadInput(f"{key}: malformed runs of a recording ({type(err).__name__})") from err
         try:
             fd = os.open(self.path(*rel), os.O_RDONLY)
         except OSError as err:
@@ -524,21 +527,34 @@ def _number(field: bytes, where: str) -> int:
     return int(field)
 
 
-def _from_runs(text: str, wanted) -> list:
-    """Serve (offset, length) reads from recorded runs {"runs": [[offset, hex], ...]}; unrecorded bytes
-    read as zeros (an absent page)."""
-    import json
+class _RecordedRuns:
+    """The recorded parts of a binary file, {"runs": [[offset, hex], ...]}, sorted by offset. A read finds
+    the runs it overlaps by bisection: a scan of every run for every read took 70 s to replay what live
+    took 0.16 s (21,000 kpagecgroup runs of two processes mapping libLLVM). Unrecorded bytes read as zeros
+    (an absent page)."""
 
-    runs = [(off, bytes.fromhex(h)) for off, h in json.loads(text)["runs"]]
-    out = []
-    for offset, length in wanted:
-        buf = bytearray(length)
-        for off, data in runs:
-            lo, hi = max(off, offset), min(off + len(data), offset + length)
-            if lo < hi:
-                buf[lo - offset:hi - offset] = data[lo - off:hi - off]
-        out.append(bytes(buf))
-    return out
+    def __init__(self, text: str):
+        import json
+
+        runs = sorted((int(off), bytes.fromhex(h)) for off, h in json.loads(text)["runs"])
+        self.starts = [off for off, _ in runs]
+        self.runs = runs
+
+    def read(self, wanted) -> list:
+        import bisect
+
+        out = []
+        for offset, length in wanted:
+            buf = bytearray(length)
+            i = max(bisect.bisect_right(self.starts, offset) - 1, 0)  # the last run starting at or before it
+            while i < len(self.runs) and self.starts[i] < offset + length:
+                off, data = self.runs[i]
+                lo, hi = max(off, offset), min(off + len(data), offset + length)
+                if lo < hi:
+                    buf[lo - offset:hi - offset] = data[lo - off:hi - off]
+                i += 1
+            out.append(bytes(buf))
+        return out
 
 
 class _RecordedStat:
