@@ -251,6 +251,37 @@ def test_unprivileged_footprint_and_segments(nobody_env):
     assert json.loads(r.stdout)["unreadable"] > 0
 
 
+def test_as_nobody_a_process_attached_twice_is_all_of_nattch_not_an_unseen_attacher(nobody_env):
+    """nattch counts mappings: one process that attached twice makes nattch 2. On a scan that could not read
+    every process (uid 65534's), that one visible process read as 'pid command, ?' (an attacher unseen)."""
+    import sysv_ipc
+
+    seg = sysv_ipc.SharedMemory(None, sysv_ipc.IPC_CREX, mode=0o666, size=65536)
+    seg.detach()  # ours not attached: the nobody process below holds both mappings
+    code = ("import ctypes, sys, time\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "libc.shmat.restype = ctypes.c_void_p\n"
+            "assert all(libc.shmat(int(sys.argv[1]), None, 0) not in (None, ctypes.c_void_p(-1).value) for _ in '12')\n"
+            "print('attached', flush=True)\n"
+            "time.sleep(60)\n")
+    child = subprocess.Popen(["/usr/bin/python3", "-c", code, str(seg.id)], user=65534, group=65534, extra_groups=[],
+                             cwd="/", stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "attached"
+        d = json.loads(run_as_nobody(nobody_env, "segments", "--json").stdout)
+        mine = next(o for o in d["sysv"] if o["shmid"] == seg.id)
+        assert d["complete"] is False and mine["nattch"] == 2 and mine["mappings_seen"] == 2
+        assert [a["pid"] for a in mine["attachers"]] == [child.pid]
+        wide = {**nobody_env, "env": {**nobody_env["env"], "COLUMNS": "250"}}
+        row = next(line for line in run_as_nobody(wide, "segments").stdout.splitlines()
+                   if line.strip().startswith(str(seg.id) + " "))
+        assert f"{child.pid} python3" in row and "?" not in row, row
+    finally:
+        child.kill()
+        child.wait()
+        seg.remove()
+
+
 def test_as_nobody_an_attacher_it_cannot_see_is_unknown_not_nobody(nobody_env):
     """A 0600 segment of root's, attached by root (this test): uid 65534 may not read root's maps, so whom
     it is attached to is unknown. The table said '-' (nobody) beside nattch 1; JSON keeps the attachers it

@@ -682,6 +682,9 @@ class SharedObject(NamedTuple):
     via_pid: Optional[int] = None  # not in our namespace: a process in its own, through which it is reached
     semaphore: Optional[bool] = None  # POSIX: a named semaphore (glibc keeps sem_open's as /dev/shm/sem.NAME)
     locked: Optional[bool] = None  # System V: SHM_LOCK, never swapped out (Unevictable in /proc/meminfo)
+    # System V: the mappings of it the scan read. nattch counts mappings (a second shmat, a fork, a split by
+    # mprotect each add one), so a process may account for several; fewer than nattch: attachers unseen
+    mappings_seen: Optional[int] = None
     also_named: tuple = ()  # POSIX: the other names of the same file (hard links): one object, not two
 
 

@@ -376,14 +376,16 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
     own_ipc, own_mnt = fs.namespace("self", "ipc"), fs.namespace("self", "mnt")
     ipc_of = {pid: ipc for pid, _, err, _, ipc, _ in results if err is None}
     mnt_of = {pid: mnt for pid, _, err, _, _, mnt in results if err is None}
-    by_shmid, by_devino, memfd, deleted, shm_deleted = {}, {}, {}, {}, {}
+    by_shmid, by_devino, memfd, deleted, shm_deleted, sysv_vmas = {}, {}, {}, {}, {}, {}
     sample = {}  # (device, inode) of a memfd or deleted file -> (pid, mapping): where its file can be stat'ed
     for pid, maps, err, *_ in results:
         if not maps:
             continue
         for m in maps:
             if m.path.startswith("/SYSV"):
-                by_shmid.setdefault((ipc_of.get(pid) or own_ipc, m.inode), set()).add(pid)
+                key = (ipc_of.get(pid) or own_ipc, m.inode)
+                by_shmid.setdefault(key, set()).add(pid)
+                sysv_vmas[key] = sysv_vmas.get(key, 0) + 1  # nattch counts mappings, not processes
             elif m.path.startswith("/dev/shm/"):
                 by_devino.setdefault((m.device, m.inode), set()).add(pid)
                 if m.deleted:
@@ -451,6 +453,7 @@ def scan_segments(fs: ProcFS | None = None, held: HeldMaps | None = None) -> Seg
                 cpid=seg.cpid, lpid=seg.lpid, atime=seg.atime, dtime=seg.dtime, ctime=seg.ctime,
                 marked_for_removal=seg.marked_for_removal, locked=seg.locked, namespace=ns,
                 pinned="no process attached and not marked for removal" if orphan else None, via_pid=pid,
+                mappings_seen=sysv_vmas.get((ns, seg.shmid), 0),
             ))
     if unread_ns:
         notes.append(f"{counted(unread_ns, 'other IPC namespace')} not read: entering one needs root (CAP_SYS_ADMIN)")

@@ -69,7 +69,8 @@ def _who(o, limit=4) -> str:
 def _who_unsure(o) -> str:
     """_who on a scan that could not read every process: attachers it could not see are '?', not nobody
     (a segment with nattch 1 and no readable attacher read '-')."""
-    unseen = (o.nattch or 0) > len(o.attachers) if o.kind == "sysv" else o.orphan is None
+    seen = o.mappings_seen if o.mappings_seen is not None else len(o.attachers)
+    unseen = (o.nattch or 0) > seen if o.kind == "sysv" else o.orphan is None
     if not unseen:
         return _who(o)
     return _who(o) + ", ?" if o.attachers else "?"
