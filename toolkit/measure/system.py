@@ -676,6 +676,7 @@ def _room_for_descriptors() -> int:
 # what a process row shows (a third of the rollup's lines: converting only these saves 3 ms per 1000 processes)
 ROLLUP_FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Swap", "SwapPss", "Shared_Hugetlb",
                  "Private_Hugetlb")
+SMAPS_FIELDS = ROLLUP_FIELDS + ("Anonymous",)  # per mapping, for the kinds: classify() reads Anonymous
 
 
 class HeldRollups:
@@ -767,7 +768,9 @@ def _look(fs, pid, need_smaps, held):
     try:
         uid = fs.uid(pid)
         if need_smaps:
-            entries = read_smaps(pid, fs)
+            # only what the kinds and totals use: a fifth of smaps' fields, parsed by columns (300 processes
+            # with 400 mappings each: export took 5.0 s, 3.4 of them parsing every field)
+            entries = read_smaps(pid, fs, SMAPS_FIELDS)
             fields = rollup_from_smaps(pid, entries).fields
         else:
             fields, entries = read_rollup(pid, fs, ROLLUP_FIELDS).fields, None
