@@ -23,6 +23,7 @@ from toolkit.proc.pagemap import (
     probe_pfns_visible,
     read_kpagecount,
     read_pagemap,
+    read_pfn_arrays,
 )
 from toolkit.proc.system import read_limits, read_meminfo
 
@@ -66,6 +67,20 @@ def test_kpagecount_of_own_page(anon_region):
     pfn = read_pagemap("self", addr, addr + 1).pfns[0]
     assert probe_pfns_visible() and kpagecount_readable()
     assert read_kpagecount([pfn]) == {pfn: 1}
+
+
+@requires_root
+def test_pfn_arrays_of_many_ranges_read_at_once_are_each_ranges_own(anon_region):
+    """The ledger's one read of a process's pagemap for all its ranges gives, range by range, the PFNs a
+    read of that range alone gives: unaligned ends, an empty range, an absent page (0)."""
+    addr, n = anon_region
+    for i in (0, 3, 7):
+        vm.write(addr + i * PAGE_SIZE, b"p")
+    ranges = [(addr, addr + n * PAGE_SIZE), (addr + 3 * PAGE_SIZE + 5, addr + 4 * PAGE_SIZE), (addr, addr),
+              (addr + PAGE_SIZE, addr + 3 * PAGE_SIZE + 1), (addr + 7 * PAGE_SIZE, addr + n * PAGE_SIZE)]
+    got = read_pfn_arrays("self", ranges)
+    assert [list(a) for a in got] == [list(read_pagemap("self", lo, hi).pfn_array()) for lo, hi in ranges]
+    assert got[0][0] and not got[0][1] and got[1][0] == got[0][3] and len(got[2]) == 0
 
 
 def test_rollup_matches_psutil():
