@@ -74,10 +74,14 @@ def main():
         fs = default_fs()
         ranges = list(_shared_ranges(fs))
 
+        by_pid = {}  # one open of each process's pagemap for all its ranges, as the ledger reads them
+        for pid, start, end in ranges:
+            by_pid.setdefault(pid, []).append((start // PAGE_SIZE * 8, (end - start) // PAGE_SIZE * 8))
+
         def bare():
-            for pid, start, end in ranges:
+            for pid, runs in by_pid.items():
                 try:
-                    fs.read_at((pid, "pagemap"), [(start // PAGE_SIZE * 8, (end - start) // PAGE_SIZE * 8)])
+                    fs.read_at((pid, "pagemap"), runs)
                 except Exception:  # noqa: BLE001 - a process that exited: as the ledger skips it
                     pass
 

@@ -245,6 +245,24 @@ def test_recorded_runs_read_as_the_bytes_they_hold_and_zeros_between(gaps, wante
     assert got == [bytes(whole[o:o + n]) for o, n in wanted]
 
 
+def test_per_pfn_words_keep_their_pfns_when_a_read_comes_back_short():
+    """kpagecount/kpagecgroup words are decoded in one pass over all runs; a run read short (the end of
+    the file, a damaged recording) must not shift the values of the runs after it onto other PFNs."""
+    from toolkit.proc import pagemap
+
+    class Words:  # the word of PFN p is p + 7; the run starting at PFN 20 comes back with one word and a half
+        def __init__(self, short):
+            self.short = short
+
+        def read_at(self, rel, runs):
+            blobs = [b"".join(struct.pack("<Q", off // 8 + i + 7) for i in range(n // 8)) for off, n in runs]
+            return [b[:12] if self.short and off == 20 * 8 else b for b, (off, _) in zip(blobs, runs)]
+
+    pfns = [3, 1, 2, 20, 21, 22, 40, 2]
+    assert pagemap._read_per_pfn("kpagecount", pfns, Words(False)) == {p: p + 7 for p in set(pfns)}
+    assert pagemap._read_per_pfn("kpagecount", pfns, Words(True)) == {1: 8, 2: 9, 3: 10, 20: 27, 40: 47}
+
+
 def test_mountinfo_is_read_by_one_parser_with_every_field_the_views_use():
     from toolkit.proc.mounts import read_mounts
 

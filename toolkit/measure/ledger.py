@@ -10,6 +10,7 @@ it, its physical pages and who is charged for them).
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
 from toolkit.measure.system import ANON_SHARED, _completeness, _pool_map, classify_rows
@@ -344,11 +345,12 @@ def _charges(fs, h, objects, wanted, progress):
         to = None
         if owner is not None:
             to = {}
-            for p in pfns:
-                ino = owner.get(p)
+            # pages per cgroup inode counted in C (Counter over map): a Python loop per page was a third
+            # of the PFN work (bench/ledger_speed.py)
+            for ino, pages in Counter(map(owner.get, pfns)).items():
                 if ino:
                     cg = paths.get(ino, f"(cgroup inode {ino})")
-                    to[cg] = to.get(cg, 0) + fs.page_size
+                    to[cg] = to.get(cg, 0) + pages * fs.page_size
         out[key] = {"physical": len(pfns) * fs.page_size, "to": to}
     return out
 
