@@ -90,6 +90,18 @@ def test_sizes_that_cannot_fit_are_refused_before_anything_starts():
         run_bench(sizes=[lim.mem_available + (1 << 30)], mechs=("anon",), repeat=1)
 
 
+def test_a_library_that_cannot_be_loaded_is_refused_before_anything_is_measured():
+    """The dso rows come last: a --library that is not one was found after every other mechanism had been
+    measured, seconds to minutes later."""
+    for library, needle in (("no-such-lib-xyz", "no shared library named 'no-such-lib-xyz'"),
+                            ("/etc/hostname", "not an ELF file (text, perhaps a linker script), so not a shared library")):
+        r = run_shmkit("bench", "--library", library, timeout=30)
+        assert r.returncode == 1 and r.stderr.strip().endswith(needle), r.stderr
+        assert len(r.stderr.splitlines()) == 1, r.stderr  # no progress: nothing was measured
+    r = run_shmkit("bench", "--mechanisms", "sysv", "--library", "libc.so.6")
+    assert r.returncode == 2 and "--library applies to the dso rows" in r.stderr  # not silently ignored
+
+
 def test_unknown_mechanism():
     with pytest.raises(BadInput, match="unknown mechanism"):
         run_bench(sizes=[4096], mechs=("nope",), repeat=1)

@@ -82,6 +82,8 @@ def bench(sizes, mechs, repeat, pin, hugepages, library, as_json, csv_path, plot
     from toolkit.measure.bench import run_bench
     from toolkit.report import bench as report
 
+    if library is not None and "dso" not in mechs:
+        raise click.UsageError("--library applies to the dso rows: add dso to --mechanisms")
     if plot_path:
         try:
             import matplotlib  # noqa: F401

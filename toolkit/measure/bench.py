@@ -117,6 +117,10 @@ def run_bench(sizes=DEFAULT_SIZES, mechs=ALL, repeat=None, pin=None, huge=False,
         raise BadInput("--repeat must be at least 1")
     sizes = sorted(set(sizes))
     check_sizes(sizes, mechs, huge)
+    if library is not None and "dso" in mechs:  # a library that cannot be loaded: said before minutes of measuring
+        from toolkit.mechanisms.dso import resolve_library
+
+        library = resolve_library(library)
     if pin is not None:
         try:
             os.sched_setaffinity(0, {pin})  # peers inherit the affinity through fork+exec
