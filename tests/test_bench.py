@@ -94,7 +94,8 @@ def test_a_library_that_cannot_be_loaded_is_refused_before_anything_is_measured(
     """The dso rows come last: a --library that is not one was found after every other mechanism had been
     measured, seconds to minutes later."""
     for library, needle in (("no-such-lib-xyz", "no shared library named 'no-such-lib-xyz'"),
-                            ("/etc/hostname", "not an ELF file (text, perhaps a linker script), so not a shared library")):
+                            ("/etc/hostname",
+                             "not an ELF file (text, perhaps a linker script), so not a shared library")):
         r = run_shmkit("bench", "--library", library, timeout=30)
         assert r.returncode == 1 and r.stderr.strip().endswith(needle), r.stderr
         assert len(r.stderr.splitlines()) == 1, r.stderr  # no progress: nothing was measured
