@@ -728,7 +728,7 @@ def test_watch_segments_marks_a_new_segment():
                 doc = json.loads(p.stdout.readline())
                 if any(o["shmid"] == h.shmid for o in doc["sysv"]):
                     break
-            assert doc["changes"]["new"] >= 1
+            assert f"sysv {h.shmid}" in doc["changes"]["new"], doc["changes"]  # named, as "gone" names them
         finally:
             sysv.destroy(h)
     finally:

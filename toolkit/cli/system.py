@@ -87,14 +87,14 @@ def _watch(scan, changes, to_json, renderables, interval, as_json):
 
 
 def _segment_changes_json(report, ch) -> dict:
-    """segments --watch --json: how many objects are new, which went, and per object ('sysv 32769') the
-    pids that attached or detached since the last scan."""
+    """segments --watch --json: which objects are new and which went ('sysv 32769', 'posix NAME'), and per
+    object the pids that attached or detached since the last scan."""
     from toolkit.measure.watch import describe, segment_key
     from toolkit.report.view import escape
 
     # names escaped as the objects' own "name" fields are: any byte can be in a /dev/shm name
     names = {segment_key(o): escape(describe(o)) for o in report.sysv + report.posix + report.pinned}
-    return {"new": len(ch["new"]), "gone": [escape(g) for g in ch["gone"]],
+    return {"new": sorted(names[k] for k in ch["new"]), "gone": [escape(g) for g in ch["gone"]],
             "attached": {names[k]: pids for k, pids in ch["attached"].items()},
             "detached": {names[k]: pids for k, pids in ch["detached"].items()}}
 
