@@ -123,6 +123,15 @@ def test_prose_wraps_to_the_width_and_loses_nothing(text, width):
     assert "".join(lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
 
 
+@given(st.text(alphabet=st.sampled_from("ab "), max_size=80), st.integers(min_value=2, max_value=30))
+def test_no_folded_line_starts_with_a_space(text, width):
+    """'... is gone too  [shown]' folded after 'too' began the next line with ' [shown]': the second of the
+    two spaces was kept as the first character of the line."""
+    from toolkit.report.view import wrap
+
+    assert not any(line.startswith(" ") for line in wrap(text.strip(" "), width)[1:])
+
+
 @given(st.lists(st.sampled_from(["28.0", "KiB", "0", "B", "7.5", "µs,", "µs", "KiB,", "MiB;", "word", "a"]),
                 max_size=30), st.integers(min_value=9, max_value=40))
 def test_a_number_and_its_unit_are_not_parted_by_a_line_break(tokens, width):

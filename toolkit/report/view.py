@@ -225,7 +225,7 @@ def wrap(text: str, width: int) -> list:
         for word in _words(body):
             candidate = line + word if fresh else line + " " + word
             if cell_len(candidate) <= width:
-                line, fresh = candidate, False
+                line, fresh = candidate, fresh and not word
                 continue
             if not fresh:
                 out.append(line.rstrip())
@@ -234,7 +234,7 @@ def wrap(text: str, width: int) -> list:
                 out.extend(full)
             else:
                 line = word
-            fresh = False
+            fresh = not word  # the second of two spaces ('claim  [shown]') does not start the next line
         out.append(line.rstrip())
     return out
 
