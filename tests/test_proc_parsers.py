@@ -243,6 +243,9 @@ def test_recorded_runs_read_as_the_bytes_they_hold_and_zeros_between(gaps, wante
         at += len(data)
     got = _RecordedRuns(json.dumps({"runs": runs[::-1]})).read(wanted)
     assert got == [bytes(whole[o:o + n]) for o, n in wanted]
+    # a run inside another (a hand-made file) hides nothing of the outer one
+    nested = _RecordedRuns(json.dumps({"runs": [[0, "01" * 100], [10, "02" * 10]]}))
+    assert nested.read([(50, 4), (5, 10)]) == [b"\1" * 4, b"\1" * 5 + b"\2" * 5]
 
 
 def test_per_pfn_words_keep_their_pfns_when_a_read_comes_back_short():

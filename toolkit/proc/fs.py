@@ -538,6 +538,10 @@ class _RecordedRuns:
 
         runs = sorted((int(off), bytes.fromhex(h)) for off, h in json.loads(text)["runs"])
         self.starts = [off for off, _ in runs]
+        self.reach, end = [], 0  # the furthest any run up to this one reaches: runs may overlap or nest
+        for off, data in runs:
+            end = max(end, off + len(data))
+            self.reach.append(end)
         self.runs = runs
 
     def read(self, wanted) -> list:
@@ -546,7 +550,7 @@ class _RecordedRuns:
         out = []
         for offset, length in wanted:
             buf = bytearray(length)
-            i = max(bisect.bisect_right(self.starts, offset) - 1, 0)  # the last run starting at or before it
+            i = bisect.bisect_right(self.reach, offset)  # the first run that may reach past the offset
             while i < len(self.runs) and self.starts[i] < offset + length:
                 off, data = self.runs[i]
                 lo, hi = max(off, offset), min(off + len(data), offset + length)
