@@ -1014,6 +1014,31 @@ def test_shmmni_reached_is_named_not_no_space_left_on_device():
     assert "kernel.shmmni=1 segments already" in r.stderr, r.stderr
 
 
+def test_root_in_a_user_namespace_is_not_called_privileged():
+    """A rootless container's root has every capability in its own user namespace, and reads PFNs of 0:
+    footprint said "privileged": true and the ledger dropped its physical columns without a word; a
+    process outside the namespace was refused for "capabilities we lack"."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs unshare(1) and root to make a user namespace with a PID namespace")
+    python = sys.executable
+    inside = subprocess.run(["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                             f"grep CapEff /proc/self/status; {python} -m toolkit footprint --json; "
+                             f"{python} -m toolkit footprint --by cgroup --json"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    if inside.returncode != 0 and "unshare" in inside.stderr:
+        pytest.skip(f"no user namespace here: {inside.stderr.strip()}")
+    caps, rest = inside.stdout.split("\n", 1)
+    assert int(caps.split()[1], 16) >> 21 & 1  # CAP_SYS_ADMIN, in its own namespace
+    decoder = json.JSONDecoder()
+    foot, at = decoder.raw_decode(rest)
+    ledger, _ = decoder.raw_decode(rest[at:].lstrip())
+    assert foot["privileged"] is False and ledger["privileged"] is False
+    assert any("rootless container" in n and "CAP_SYS_ADMIN on the host" in n for n in ledger["notes"]), ledger
+    outside = subprocess.run(["unshare", "--user", "--map-root-user", python, "-m", "toolkit", "footprint", "1"],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert outside.returncode == 1 and "root only inside a user namespace" in outside.stderr, outside.stderr
+
+
 def test_a_dev_shm_out_of_inodes_is_named_not_no_space_left():
     """A tmpfs with bytes to spare and no inode left (nr_inodes) fails shm_open with ENOSPC, which reads as
     'full': compare's error and segments' note say it is the inodes. Made in a mount namespace of our

@@ -640,6 +640,7 @@ class Access(NamedTuple):
     hidepid: Optional[str]  # the proc mount's hidepid= value, None when not set
     ptrace_scope: Optional[int]  # Yama's, None without Yama
     hidepid_exempt: bool = False  # in the group the proc mount's gid= names: hidepid does not apply to us
+    userns_child: Optional[bool] = None  # in a user namespace not the host's (rootless container); None: unknown
 
     @property
     def scope_forbids(self) -> bool:
@@ -647,8 +648,13 @@ class Access(NamedTuple):
 
     @property
     def privileged(self) -> bool:
-        """PFNs in pagemap and /proc/kpagecount need CAP_SYS_ADMIN."""
-        return bool(self.cap_eff >> 21 & 1)
+        """PFNs in pagemap need CAP_SYS_ADMIN in the host's user namespace: a rootless container's root has
+        every capability in its own, and reads PFNs of 0."""
+        return bool(self.cap_eff >> 21 & 1) and not self.userns_child
+
+    @property
+    def root_in_userns_only(self) -> bool:
+        return bool(self.cap_eff >> 21 & 1) and bool(self.userns_child)
 
 
 class SharedObject(NamedTuple):

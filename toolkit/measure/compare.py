@@ -98,7 +98,10 @@ def run_compare(size: int = 64 << 20, peers: int = 4, library: str | None = None
     privileged = pfns_ok and kpc_ok
     notes = []
     if not privileged:
-        notes.append("physical pages and kpagecount need root (CAP_SYS_ADMIN): shown as unavailable")
+        from toolkit.proc.access import USERNS_ROOT, read_access
+
+        notes.append("physical pages and kpagecount need root (CAP_SYS_ADMIN): shown as unavailable"
+                     + (f"; {USERNS_ROOT}" if read_access().root_in_userns_only else ""))
     shmem_before = read_meminfo().get("Shmem")
     vis, foot, handles = {}, {}, {}
     with Janitor(env):  # the second line: removes what create_marked had not yet marked if we are killed

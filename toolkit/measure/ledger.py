@@ -14,7 +14,7 @@ from collections import Counter
 
 from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
 from toolkit.measure.system import ANON_SHARED, _completeness, _pool_map, classify_rows
-from toolkit.proc.access import read_access, why_denied
+from toolkit.proc.access import pfns_need, read_access, why_denied
 from toolkit.proc.cgroup import (
     inode_paths,
     memory_hierarchy,
@@ -206,7 +206,8 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None, progress=None) -
                                 "or /proc/kpagecgroup could not be read (or, in a recording, was not recorded)",)
     cgroups.sort(key=lambda c: -sum(v for k, v in c.pss_bytes.items() if k != "hugetlb"))
     if not access.privileged:
-        notes += ("physical pages and the cgroup charged for them need root (pagemap PFNs, /proc/kpagecgroup)",)
+        notes += ("physical pages and the cgroup charged for them (pagemap PFNs, /proc/kpagecgroup) need "
+                  + pfns_need(access),)
     elif not pfns:
         notes += ("physical pages and the cgroup charged for them were left out (--no-pfns)",)
     # a process and one of its mappings of each object: what its file is read through

@@ -26,7 +26,7 @@ from toolkit.proc.fs import RECORDED_STAT, ProcFS, default_fs
 from toolkit.proc.system import HUGEPAGES
 
 PER_PID = ("maps", "smaps", "smaps_rollup", "status", "stat", "cmdline", "comm", "cgroup", "mountinfo")
-SELF = ("status", "mountinfo", "cgroup", "stat")
+SELF = ("status", "mountinfo", "cgroup", "stat", "uid_map")  # uid_map: a rootless container's root reads no PFNs
 FORMAT = "shmkit-snapshot 1"
 
 

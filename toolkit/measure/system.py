@@ -17,7 +17,7 @@ from toolkit.errors import (
     ShmkitError,
     ZombieProcess,
 )
-from toolkit.proc.access import hides_others, proc_mount_options, read_access, why_denied
+from toolkit.proc.access import USERNS_ROOT, hides_others, proc_mount_options, read_access, why_denied
 from toolkit.proc.cgroup import memory_hierarchy, process_cgroup
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, parse_rollup, read_rollup, read_smaps, rollup_from_smaps
@@ -893,6 +893,8 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
             uses.append(_library_use(key, maps, privileged, fs, names[key[:2]] > 1))
         libraries = tuple(sorted(uses, key=lambda u: -u.pss_sum))
     complete, notes = _completeness(fs, access, denied, len(candidates)) if not pids else (True, ())
+    if by == "library" and not privileged and access.root_in_userns_only:
+        notes += (f"physical: {USERNS_ROOT}",)
     return FootprintReport(tuple(procs), len(denied), vanished, kthreads, libraries, privileged, zombies, notes,
                            complete)
 

@@ -46,7 +46,29 @@ def read_access(fs: ProcFS | None = None) -> Access:
         scope = int(fs.read_text("sys", "kernel", "yama", "ptrace_scope"))
     except (ShmkitError, OSError, ValueError):
         scope = None
-    return Access(uid, cap_eff, hidepid, scope, exempt_gid is not None and exempt_gid in groups)
+    return Access(uid, cap_eff, hidepid, scope, exempt_gid is not None and exempt_gid in groups, _child_userns(fs))
+
+
+def _child_userns(fs: ProcFS):
+    """Whether we run in a user namespace other than the host's (a rootless container, `unshare -U`): the
+    host's uid_map maps every uid to itself ('0 0 4294967295'), a child's maps fewer. None where it cannot
+    be read (a recording made without it)."""
+    try:
+        text = fs.read_text("self", "uid_map")
+    except (ShmkitError, OSError):
+        return None
+    ranges = [line.split() for line in text.splitlines() if line.strip()]
+    return None if not ranges else ranges != [["0", "0", "4294967295"]]
+
+
+USERNS_ROOT = ("this process is root only inside a user namespace (a rootless container); physical page "
+               "numbers need CAP_SYS_ADMIN on the host")
+
+
+def pfns_need(a: Access) -> str:
+    """What reading PFNs needs, said for where we are: 'root', or why root here is not enough."""
+    return ("CAP_SYS_ADMIN on the host, which root inside a user namespace (a rootless container, as here) lacks"
+            if a.root_in_userns_only else "root")
 
 
 def _real_uid(fs: ProcFS, pid):
@@ -79,6 +101,9 @@ def why_denied(fs: ProcFS, a: Access, pids) -> str:
         return ""
     if a.hidepid in ("1", "noaccess") and not can_read_all(a) and not a.hidepid_exempt:
         return "/proc is mounted with hidepid=1: other users' processes may not be read (run as root)"
+    if a.userns_child and a.uid == 0:
+        return ("this process is root only inside a user namespace (a rootless container): processes outside "
+                "it, or holding more than it, may not be read")
     if a.uid != 0 and not can_read_all(a):
         # Yama's ptrace_scope governs attaching, not reading maps (mainline security/yama): the owner,
         # and whether the process may be dumped, decide
