@@ -404,6 +404,30 @@ def test_the_same_library_from_two_files_is_grouped_with_the_sharing_it_loses(tm
     assert group.files == 2 and group.extra_bytes > 0 and len(group.build_id) >= 16
 
 
+def test_in_a_cgroup_namespace_without_its_own_mount_the_charges_are_unknown_and_said_why():
+    """`unshare -C` without a cgroup mount of its own: /proc/self/cgroup reads '/', a root the host's mount
+    (mounted outside the namespace) cannot name. memory.stat was null with no word of why."""
+    import shutil
+
+    if not is_root or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to make a cgroup namespace")
+    from toolkit.proc.cgroup import memory_hierarchy, process_cgroup
+
+    h = memory_hierarchy()
+    if h is None or process_cgroup("self", h) in (None, "/"):
+        pytest.skip("this process is in the root memory cgroup: a cgroup namespace made here has the mount's root")
+    r = subprocess.run(["unshare", "--cgroup", sys.executable, "-m", "toolkit", "footprint", "--by", "cgroup",
+                        "--json"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    if r.returncode != 0 and "unshare" in r.stderr:
+        pytest.skip(f"no cgroup namespace here: {r.stderr.strip()}")
+    d = json.loads(r.stdout)
+    if d["cgroup_version"] is None:
+        pytest.skip("no memory cgroup hierarchy mounted here")
+    mine = [g for g in d["groups"] if g["cgroup"] == "/"]
+    assert mine and mine[0]["memory_stat"] is None, d["groups"]
+    assert any("mounted outside this process's cgroup namespace" in n for n in d["notes"]), d["notes"]
+
+
 def test_a_cgroup_memory_limit_refuses_what_cannot_fit_and_names_the_oom_killer(two_cgroups):
     """A container's limit is its cgroup's, not MemAvailable: compare refuses regions beyond it before it
     starts, and a peer the OOM killer ends is named as such, with the limit."""

@@ -16,6 +16,7 @@ from toolkit.errors import AccessDenied, NoSuchProcess, NotFound, ShmkitError
 from toolkit.measure.system import ANON_SHARED, _completeness, _pool_map, classify_rows
 from toolkit.proc.access import pfns_need, read_access, why_denied
 from toolkit.proc.cgroup import (
+    cgroup_dir,
     inode_paths,
     memory_hierarchy,
     memory_stat,
@@ -25,6 +26,7 @@ from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import read_smaps_table
 from toolkit.proc.pagemap import read_kpagecgroup, read_pfn_arrays
 from toolkit.proc.system import read_sysvipc_shm
+from toolkit.report.view import escape  # a cgroup's name can hold any byte but '/'
 from toolkit.units import counted
 from toolkit.records import CgroupUse, Ledger, LedgerObject, LibraryCopies
 
@@ -197,6 +199,13 @@ def scan_ledger(fs: ProcFS | None = None, pids=None, pfns=None, progress=None) -
             memory_stat=memory_stat(cg, h, fs) if (h and cg is not None) else None,
             charged_bytes=by_kind if pfns and charged is not None and not unknown else None))
     cgroups = _with_subtrees(cgroups)
+    unseen = [c.cgroup for c in cgroups if h and c.cgroup is not None and cgroup_dir(c.cgroup, h) is None]
+    if unseen:  # `unshare -C` without a mount of its own: /proc/PID/cgroup is relative to a root it cannot name
+        notes = tuple(notes) + (
+            f"what the kernel charges {counted(len(unseen), 'cgroup')} ({', '.join(map(escape, unseen[:3]))}"
+            f"{', ...' if len(unseen) > 3 else ''}) is unknown: the cgroup file system at {h.mount} was mounted "
+            f"outside this process's cgroup namespace (its root reads {h.root}), so "
+            f"{'their folders' if len(unseen) > 1 else 'its folder'} cannot be found",)
     nameless = sum(g.processes for g in cgroups if g.cgroup is None)
     if h and nameless:
         notes = tuple(notes) + (f"the cgroup of {counted(nameless, 'process', 'processes')} is unknown ('?'): "
