@@ -419,6 +419,24 @@ def test_sort_orders_the_rows_of_every_view_that_takes_it_in_the_table_and_in_js
             assert list(footprint_to_json(r, by, key)[f"by_{by}"]) == [name for name, _ in rows]  # as the table
 
 
+def test_who_sees_a_dev_shm_is_processes_not_kernel_threads():
+    """Kernel threads share init's mount namespace but map nothing: '/dev/shm seen by 2, 3, 4, 5, ...' named
+    kthreadd and its workers, in live scans and in the watch's kept descriptors alike."""
+    held = system.HeldMaps()
+    try:
+        for r in (scan_segments(), scan_segments(held=held)):
+            listed = [p for d in r.dev_shm for p in d.processes]
+            assert listed and os.getpid() in listed
+            for pid in listed:
+                try:
+                    with open(f"/proc/{pid}/maps", "rb") as f:
+                        assert f.read(1), f"pid {pid} has no address space"
+                except (FileNotFoundError, ProcessLookupError):
+                    pass  # exited since
+    finally:
+        held.close()
+
+
 def test_a_named_semaphore_in_dev_shm_is_flagged_as_one():
     import secrets
 

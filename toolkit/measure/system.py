@@ -150,12 +150,15 @@ def _process_view(fs, pid):
     """(pid, [Mapping] or None, error kind or None, memfd descriptors, IPC namespace, mount namespace) of
     one process: what scan_segments needs of it."""
     try:
-        maps = _interesting_maps(fs.read_bytes(pid, "maps"))
+        data = fs.read_bytes(pid, "maps")
     except AccessDenied:
         return pid, None, "denied", (), None, None
     except (NoSuchProcess, NotFound):
         return pid, None, "vanished", (), None, None  # a zombie's or kernel thread's maps are empty, not an error
-    return pid, maps, None, fs.fd_links(pid, "/memfd:"), fs.namespace(pid, "ipc"), fs.namespace(pid, "mnt")
+    if not data:  # a kernel thread or a zombie: no address space, nothing it sees in a namespace
+        return pid, [], None, (), None, None
+    return (pid, _interesting_maps(data), None, fs.fd_links(pid, "/memfd:"), fs.namespace(pid, "ipc"),
+            fs.namespace(pid, "mnt"))
 
 
 class HeldMaps:
@@ -234,11 +237,12 @@ class HeldMaps:
                 if fd is not None:
                     os.close(fd)
             return _process_view(fs, pid)
-        if not data:  # a kernel thread or a zombie: no address space to ask again
-            os.close(maps_fd)
-            maps_fd = None
         maps = _interesting_maps(data)
         ipc, mnt = fs.namespace(pid, "ipc"), fs.namespace(pid, "mnt")
+        if not data:  # a kernel thread or a zombie: no address space to ask again, nor to see a /dev/shm with
+            os.close(maps_fd)
+            maps_fd = None
+            ipc = mnt = None
         try:
             links = fs.fd_links_at(folder_fd, "/memfd:")
         except OSError:
