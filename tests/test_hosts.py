@@ -145,7 +145,7 @@ def test_hidepid_host_says_what_it_cannot_see(host):
     fs = ProcFS.at_host(root)
     seg = scan_segments(fs)
     assert not seg.complete and seg.processes == 1
-    assert any("hidepid=2" in n for n in seg.notes)
+    assert any("hidepid=2" in n and "so only 1 process was seen" in n for n in seg.notes), seg.notes
     # nobody visible maps either POSIX object: unknown, never a false ORPHAN
     assert all(o.orphan is None for o in seg.posix)
     # System V orphans come from the kernel's nattch: still known

@@ -388,8 +388,8 @@ def globals_(library: str | None = None, peers: int = 3) -> Story:
                      if after.pfns_visible and after.pfns[0] is not None and rng.pfns[clean[0]] is not None else "")
             steps.append(Step(
                 "Data pages nobody wrote are still shared with the page cache until the first write",
-                instead + (f"{escape(chosen)}: pagemap shows {len(clean)} of {len(rng)} pages of its rw-p mapping "
-                           f"still the file's pages in the page cache ({smaps_says})",
+                instead + (f"{escape(chosen)}: pagemap shows {len(clean)} of {counted(len(rng), 'page')} of its rw-p "
+                           f"mapping still the file's pages in the page cache ({smaps_says})",
                            f"one write to one of them: the page is "
                            f"{'still the file' if file_after else 'now anonymous (a private copy)'}{moved}; "
                            f"Private_Dirty {pd0} -> {e2.get('Private_Dirty', 0)} bytes"),

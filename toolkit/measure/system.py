@@ -285,8 +285,9 @@ def _completeness(fs, access, denied_pids, processes) -> tuple:
     """(complete, notes): whether every process could be listed and read, and if not, why."""
     notes = []
     if hides_others(access):
+        seen = f"{counted(processes, 'process', 'processes')} {'was' if processes == 1 else 'were'} seen"
         notes.append(f"/proc is mounted with hidepid={access.hidepid}: other users' processes are invisible here, "
-                     f"so only {processes} processes were seen (run as root to see all)")
+                     f"so only {seen} (run as root to see all)")
     if denied_pids:
         notes.append(f"{counted(len(denied_pids), 'process', 'processes')} not readable ({why_denied(fs, access, denied_pids)}): "
                      f"what {'it maps' if len(denied_pids) == 1 else 'they map'} is not shown")

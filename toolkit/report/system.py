@@ -322,7 +322,8 @@ def footprint_view(r, by, sort="pss") -> View:
         return View("memory per user", USER_COLUMNS, _sorted_groups(aggregate_users(r), sort), huge)
     if by == "kind":
         rows = _sorted_groups(aggregate_kinds(r), sort)
-        return View(f"memory by kind over {len(r.processes)} processes", KIND_COLUMNS, rows, huge)
+        over = counted(len(r.processes), "process", "processes")
+        return View(f"memory by kind over {over}", KIND_COLUMNS, rows, huge)
     notes = () if r.privileged else ("physical: unavailable, it needs root (PFNs in pagemap)",)
     unknown = sum(1 for u in r.libraries if u.physical_bytes is None)
     if r.privileged and unknown:
