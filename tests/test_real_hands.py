@@ -254,6 +254,22 @@ def test_a_full_stdout_is_one_line_naming_it_and_status_1(args, unbuffered):
         (r.returncode, r.stderr)
 
 
+def test_an_output_file_in_a_removed_current_folder_is_refused_before_the_run(tmp_path):
+    """The shell still in a folder that was removed: getcwd() fails, and 'snapshot x.tar.gz' or '--html x'
+    said only 'Error: No such file or directory', naming nothing (compare's after its whole run)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    run = "from toolkit.cli.main import main; main()"  # -c: no sys.path entry made from the current folder
+    for args in (["snapshot", "x.tar.gz"], ["compare", "--size", "4K", "--peers", "2", "--html", "x.html"],
+                 ["bench", "--sizes", "4K", "--csv", "x.csv"], ["explain", "--markdown", "x.md"]):
+        script = f'cd "{gone}" && rmdir "{gone}" && code="$1" && shift && exec "$0" -c "$code" "$@"'
+        r = subprocess.run(["sh", "-c", script, sys.executable, run, *args], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+        gone.mkdir()
+        assert r.returncode == 2 and "which no longer exists" in r.stderr, (args, r.stderr)
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+
+
 def test_too_few_descriptors_is_one_line_naming_the_limit():
     import resource
 

@@ -64,7 +64,10 @@ def folder_problem(path: str):
     import os
     import stat
 
-    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        folder = os.path.dirname(os.path.abspath(path))
+    except FileNotFoundError:  # getcwd(): the shell is still in a folder that has been removed
+        return "its folder is the current one, which no longer exists (removed since the shell entered it)"
     try:
         os.stat(folder)
     except PermissionError:
