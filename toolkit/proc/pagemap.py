@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import os
 import struct
-import sys
 from array import array
 
 from toolkit.errors import AccessDenied
@@ -81,13 +80,12 @@ def _read_per_pfn(name, pfns, fs) -> dict:
         out = {}
         for (start, _), blob in zip(runs, blobs):
             out.update(zip(range(start, start + len(blob) // _ENTRY),
-                           struct.unpack(f"<{len(blob) // _ENTRY}Q", blob[:len(blob) // _ENTRY * _ENTRY])))
+                           struct.unpack(f"={len(blob) // _ENTRY}Q", blob[:len(blob) // _ENTRY * _ENTRY])))
         return out
-    # one decoding of every word, zipped with the PFNs in C: a third faster than a loop per run
+    # one decoding of every word (the kernel writes them in host order), zipped with the PFNs in C: a third
+    # faster than a loop per run
     values = array("Q")
     values.frombytes(b"".join(blobs))
-    if sys.byteorder != "little":
-        values.byteswap()
     return dict(zip(itertools.chain.from_iterable(range(start, start + count) for start, count in runs), values))
 
 
