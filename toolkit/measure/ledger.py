@@ -24,7 +24,7 @@ from toolkit.proc.cgroup import (
 )
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import read_smaps_table
-from toolkit.proc.pagemap import read_kpagecgroup, read_pfn_arrays
+from toolkit.proc.pagemap import distinct_pfns_of, read_kpagecgroup
 from toolkit.proc.system import read_sysvipc_shm
 from toolkit.report.view import escape  # a cgroup's name can hold any byte but '/'
 from toolkit.units import counted
@@ -311,36 +311,8 @@ def _charges(fs, h, objects, wanted, progress):
     {} where PFNs cannot be read."""
     if not wanted:
         return {}
-    ranges = {}  # pid -> the (start, end) of every shared mapping it has: one open of its pagemap each
-    for o in objects.values():
-        for pid, _cg, m, _rss, _pss in o["maps"]:
-            ranges.setdefault(pid, set()).add((m.start, m.end))
-    read, gone = {}, object()
-    for i, (pid, spans) in enumerate(ranges.items()):
-        if i % 16 == 0:
-            progress("reading the physical pages of each process's shared mappings", i, len(ranges))
-        spans = sorted(spans)
-        try:
-            arrays = read_pfn_arrays(pid, spans, fs) or [None] * len(spans)  # None: PFNs hidden
-        except (NoSuchProcess, AccessDenied, NotFound):
-            # there, but its pagemap could not be read (or was not recorded): unknown; exited since: its
-            # pages are counted through the others' mappings
-            arrays = [None if fs.exists(pid) else gone] * len(spans)
-        read.update(zip(((pid, *span) for span in spans), arrays))
-    pfns_of = {}
-    for key, o in objects.items():
-        pfns = set()
-        for pid, _cg, m, _rss, _pss in o["maps"]:
-            found = read[pid, m.start, m.end]
-            if found is gone:
-                continue
-            if found is None:
-                pfns = None
-                break
-            pfns.update(found)
-        if pfns is not None:
-            pfns.discard(0)  # absent pages
-        pfns_of[key] = pfns  # None: unknown, never a false 0
+    groups = {key: [(pid, m.start, m.end) for pid, _cg, m, _rss, _pss in o["maps"]] for key, o in objects.items()}
+    pfns_of = distinct_pfns_of(groups, fs, progress)  # None: unknown, never a false 0
     every = set().union(*(p for p in pfns_of.values() if p)) if pfns_of else set()
     try:
         owner = read_kpagecgroup(every, fs) if every else {}

@@ -21,7 +21,7 @@ from toolkit.proc.access import USERNS_ROOT, hides_others, proc_mount_options, r
 from toolkit.proc.cgroup import memory_hierarchy, process_cgroup
 from toolkit.proc.fs import ProcFS, default_fs
 from toolkit.proc.maps import parse_maps, parse_rollup, read_rollup, read_smaps, rollup_from_smaps
-from toolkit.proc.pagemap import read_pagemap
+from toolkit.proc.pagemap import distinct_pfns_of
 from toolkit.proc.process import list_pids, processes_of, read_identity
 from toolkit.proc.system import hugepage_pools, parse_sysvipc_shm, read_sysvipc_shm
 from toolkit.records import (
@@ -890,12 +890,12 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
         names = {}
         for path, deleted, _dev, _ino in lib_maps:
             names[path, deleted] = names.get((path, deleted), 0) + 1
-        progress = progress or (lambda *a: None)
-        uses = []
-        for i, (key, maps) in enumerate(lib_maps.items()):
-            if i % 16 == 0:
-                progress("reading the libraries' physical pages", i, len(lib_maps))
-            uses.append(_library_use(key, maps, privileged, fs, names[key[:2]] > 1))
+        pfns_of = {}
+        if privileged:
+            groups = {key: [(pid, e.mapping.start, e.mapping.end) for pid, e in maps] for key, maps in lib_maps.items()}
+            pfns_of = distinct_pfns_of(groups, fs, progress or (lambda *a: None))
+        uses = [_library_use(key, maps, pfns_of.get(key), privileged, fs, names[key[:2]] > 1)
+                for key, maps in lib_maps.items()]
         libraries = tuple(sorted(uses, key=lambda u: -u.pss_sum))
     complete, notes = _completeness(fs, access, denied, len(candidates)) if not pids else (True, ())
     if by == "library" and not privileged and access.root_in_userns_only:
@@ -904,22 +904,8 @@ def scan_footprint(pids=(), user=None, match=None, by="process", privileged=None
                            complete)
 
 
-def _library_use(key, uses, privileged, fs, same_name=False) -> LibraryUse:
+def _library_use(key, uses, pfns, privileged, fs, same_name=False) -> LibraryUse:
     path, deleted, device, inode = key
-    physical = None
-    if privileged:
-        pfns = set()
-        for pid, e in uses:
-            try:
-                found = read_pagemap(pid, e.mapping.start, e.mapping.end, fs).distinct_pfns()
-            except (NoSuchProcess, AccessDenied, NotFound):
-                if not fs.exists(pid):
-                    continue  # exited since: what it mapped is counted through the others
-                found = None  # there, but unreadable (or not recorded): unknown, not 0
-            if found is None:
-                pfns = None
-                break
-            pfns |= found
-        physical = len(pfns) * fs.page_size if pfns is not None else None
+    physical = len(pfns) * fs.page_size if privileged and pfns is not None else None
     return LibraryUse(path, len({pid for pid, _ in uses}), sum(e.get("Rss", 0) for _, e in uses),
                       sum(e.get("Pss", 0) for _, e in uses), physical, deleted, device, inode, same_name)

@@ -55,6 +55,46 @@ def read_pfn_arrays(pid, ranges, fs: ProcFS | None = None):
     return out
 
 
+def distinct_pfns_of(groups, fs: ProcFS | None = None, progress=lambda *a: None) -> dict:
+    """{key: set of the distinct PFNs present, or None where they cannot be known} for groups of mappings
+    {key: [(pid, start, end), ...]} (a library's or shared object's mappings in every process). Each
+    process's pagemap is read once for all its ranges (read_pfn_arrays). A process that is gone is left
+    out (its pages are counted through the others'); one that is there but unreadable, or whose PFNs are
+    hidden, makes every group it is in unknown: None, never a false 0."""
+    from toolkit.errors import NoSuchProcess, NotFound
+
+    fs = fs or default_fs()
+    spans_of = {}
+    for ranges in groups.values():
+        for pid, start, end in ranges:
+            spans_of.setdefault(pid, set()).add((start, end))
+    read, gone = {}, object()
+    for i, (pid, spans) in enumerate(spans_of.items()):
+        if i % 16 == 0:
+            progress("reading the physical pages of each process's shared mappings", i, len(spans_of))
+        spans = sorted(spans)
+        try:
+            arrays = read_pfn_arrays(pid, spans, fs) or [None] * len(spans)  # None: PFNs hidden
+        except (NoSuchProcess, AccessDenied, NotFound):
+            arrays = [None if fs.exists(pid) else gone] * len(spans)
+        read.update(zip(((pid, *span) for span in spans), arrays))
+    out = {}
+    for key, ranges in groups.items():
+        pfns = set()
+        for r in ranges:
+            found = read[r]
+            if found is gone:
+                continue
+            if found is None:
+                pfns = None
+                break
+            pfns.update(found)
+        if pfns is not None:
+            pfns.discard(0)  # absent pages
+        out[key] = pfns
+    return out
+
+
 def _runs(sorted_pfns):
     run_start = prev = None
     for p in sorted_pfns:
