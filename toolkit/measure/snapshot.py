@@ -292,19 +292,20 @@ def _shm_entries(t: _Tar, fs: ProcFS, where: str, meta: dict, seen: list, depth:
 
 def _pfn_runs(t: _Tar, fs: ProcFS) -> None:
     """The pagemap words of every shared object's mappings, and kpagecount/kpagecgroup of their PFNs."""
-    from toolkit.proc.pagemap import _runs, read_pagemap
+    from toolkit.proc.pagemap import _runs, decode_pagemap, read_pagemap_words
 
-    per_pid, pfns = {}, set()
+    ranges, pfns = {}, set()
     for pid, start, end in _shared_ranges(fs):
+        ranges.setdefault(pid, []).append((start, end))
+    for pid, spans in ranges.items():  # one open of each process's pagemap, as the ledger reads it
         try:
-            r = read_pagemap(pid, start, end, fs)
+            words = read_pagemap_words(pid, spans, fs)
         except (AccessDenied, NoSuchProcess, NotFound):
             continue
-        raw = r.entries.tobytes()
-        per_pid.setdefault(pid, []).append([start // fs.page_size * 8, raw.hex()])
-        pfns.update(p for p in r.pfns if p is not None)
-    for pid, runs in per_pid.items():
-        t.add(f"proc/{pid}/pagemap.runs.json", json.dumps({"runs": runs}).encode())
+        t.add(f"proc/{pid}/pagemap.runs.json",
+              json.dumps({"runs": [[first * 8, raw.hex()] for first, raw in words]}).encode())
+        pfns.update(decode_pagemap(pid, 0, b"".join(raw for _first, raw in words), fs.page_size).pfn_array())
+    pfns.discard(0)  # absent pages (or all of them, where PFNs are hidden)
     spans = [(start * 8, count * 8) for start, count in _runs(sorted(pfns))]
     for name in ("kpagecount", "kpagecgroup"):
         try:  # one open for every run (21,000 runs of two processes mapping libLLVM)
